@@ -1,0 +1,10 @@
+"""aedfast.kernels: the Triton kernel families, each beside its torch reference.
+
+- motion: frame differencing, 3x3 median, patch max/mean -> token weights (SPEC §3)
+- cvt: fused CvT block projections and MLP, BatchNorm folding (SPEC §2 step 4)
+- smoothing: 3D filter + frame max, temporal Gaussian, streaming state (SPEC §5)
+"""
+
+from ._triton import HAS_TRITON, INTERPRET
+
+__all__ = ["HAS_TRITON", "INTERPRET"]
