@@ -1,0 +1,319 @@
+"""The `aedfast` command: demo, train, score, eval, bench, convert, info.
+
+Errors are one clear line on stderr and a non-zero exit code (set AEDFAST_DEBUG=1 for the
+traceback); `--quiet` silences progress, `--json` prints machine-readable results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """An error reported to the user as one line, without a traceback."""
+
+
+def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(payload, indent=2, default=str))
+    elif not getattr(args, "quiet", False) or text.startswith("wrote"):
+        print(text)
+
+
+# ----------------------------------------------------------------------------- info
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    from . import __version__
+    from .kernels import HAS_TRITON, INTERPRET
+
+    info: dict = {
+        "aedfast": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "triton": None,
+        "cuda_available": torch.cuda.is_available(),
+        "cuda": torch.version.cuda,
+        "device": "cpu",
+        "cpu_threads": torch.get_num_threads(),
+        "triton_interpret": INTERPRET,
+    }
+    if HAS_TRITON:
+        import triton
+
+        info["triton"] = triton.__version__
+    if torch.cuda.is_available():
+        info["device"] = torch.cuda.get_device_name(0)
+        info["backend"] = "triton" if HAS_TRITON else "torch"
+    else:
+        info["backend"] = "torch"
+    lines = [f"{k:16s} {v}" for k, v in info.items()]
+    _emit(args, info, "\n".join(lines))
+    return 0
+
+
+# ----------------------------------------------------------------------------- convert
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import warnings
+
+    from .model import AEDMAE
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = AEDMAE.from_official(args.teacher, args.student, preset=args.preset)
+    for w in caught:
+        if not args.quiet:
+            print(f"warning: {w.message}", file=sys.stderr)
+    out = model.save(args.out, extra={"converted_from": [str(args.teacher), str(args.student)]})
+    _emit(args, {"checkpoint": str(out), "preset": args.preset}, f"wrote {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- score
+
+
+def _load_detector(args: argparse.Namespace):
+    from .engine import Detector
+
+    spec = args.checkpoint
+    if spec is None:
+        raise CliError("--checkpoint is required (an aedfast .safetensors or official .pth)")
+    kwargs = {"batch_size": args.batch_size, "compile": not args.no_compile}
+    if args.device:
+        kwargs["device"] = args.device
+    if args.student:
+        return Detector((spec, args.student), preset=args.preset, **kwargs)
+    return Detector(spec, preset=args.preset, **kwargs)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import report
+
+    detector = _load_detector(args)
+    source = args.source
+    is_camera = source.isdigit() or "://" in source
+    if not is_camera and not Path(source).exists():
+        raise CliError(f"no such video file or folder: {source}")
+    out_dir = Path(args.out) if args.out else None
+    if is_camera:
+        result = detector.score_camera(
+            int(source) if source.isdigit() else source, max_frames=args.max_frames,
+            progress=not args.quiet,
+        )
+    else:
+        result = detector.score_video(source, return_maps=args.overlay, progress=not args.quiet)
+    scores = np.asarray(result.scores, dtype=np.float64)
+    payload = {"source": source, "frames": int(len(scores)), "fps": result.fps,
+               "scores": scores.tolist()}
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = Path(source).stem if not is_camera else "camera"
+        report.write_scores_csv(out_dir / f"{stem}_scores.csv", scores, result.raw_scores)
+        report.write_json(out_dir / f"{stem}_scores.json", payload)
+        if args.plot:
+            report.plot_scores(out_dir / f"{stem}_scores.png", scores, None, title=stem)
+        if args.overlay and result.maps is not None and not is_camera:
+            from .data.readers import open_source
+
+            frames = open_source(source)
+            report.write_overlay_video(out_dir / f"{stem}_overlay.avi", iter(frames),
+                                       iter(result.maps), fps=25.0)
+    text = (f"{source}: {len(scores)} frames at {result.fps:.1f} frames/s; "
+            f"max score {scores.max():.4f} at frame {int(scores.argmax())}")
+    if out_dir is not None:
+        text += f"\nwrote {out_dir}"
+    _emit(args, payload if args.json else {}, text)
+    return 0
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .data import open_dataset
+    from .evaluate import evaluate, format_report
+
+    dataset = open_dataset(args.data_root, args.dataset)
+    detector = _load_detector(args)
+    result = evaluate(detector, dataset, protocol=args.protocol, plots=args.plots,
+                      overlay=args.overlay, progress=not args.quiet,
+                      json_path=args.json_out)
+    _emit(args, result, format_report(result))
+    return 0
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import run_from_args
+
+    path = run_from_args(args)
+    _emit(args, {"checkpoint": str(path)}, f"wrote {path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    result = run_demo(out=args.out, quiet=args.quiet, fast=args.fast, device=args.device)
+    _emit(args, result, result["summary"])
+    return 0
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .benchmark import run_suite
+
+    table, rows = run_suite(suites=args.suite, out=args.out, quiet=args.quiet)
+    _emit(args, {"rows": rows}, table)
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+
+
+def _add_detector_args(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--checkpoint", "-c", required=required,
+                   help="aedfast .safetensors checkpoint, or the official checkpoint-best.pth")
+    p.add_argument("--student", help="official checkpoint-best-student.pth (with an official "
+                   "teacher checkpoint)")
+    p.add_argument("--preset", default="avenue",
+                   help="preset of an official checkpoint (avenue, shanghaitech; default avenue)")
+    p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=64, help="frames per model step")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aedfast",
+        description="Fast self-distilled masked auto-encoder video anomaly detection.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="generate synthetic data, train, score, report",
+                       description="One command end to end: generate the synthetic surveillance "
+                       "benchmark, train the tiny preset (teacher, then student), score the test "
+                       "videos, print micro/macro AUC and frames/s, write plots and an overlay "
+                       "video into the output folder.")
+    p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--fast", action="store_true", help="a much shorter run (smoke test)")
+    _add_common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train on normal videos",
+                       description="Two-stage training: teacher (encoder, teacher decoder, cls "
+                       "head) then student. Writes OUT/<name>.safetensors.")
+    try:
+        from .train import add_train_arguments
+    except ImportError:  # pragma: no cover - only while the training module is absent
+        add_train_arguments = None
+    if add_train_arguments is not None:
+        add_train_arguments(p)
+    _add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="score a video file, a folder of frames, or a camera",
+                       description="Score SOURCE (video file, folder of frames, camera index "
+                       "or stream URL) and write per-frame scores as CSV and JSON.")
+    p.add_argument("source", help="video file, folder of frame images, camera index or URL")
+    _add_detector_args(p, required=True)
+    p.add_argument("--out", "-o", help="folder for CSV/JSON (and --plot/--overlay outputs)")
+    p.add_argument("--plot", action="store_true", help="write a PNG of the score curve")
+    p.add_argument("--overlay", action="store_true", help="write an overlay video of the maps")
+    p.add_argument("--max-frames", type=int, default=None, help="camera: stop after N frames")
+    _add_common(p)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a labelled data set",
+                       description="Score every test video of a data set and report micro and "
+                       "macro AUC, RBDC, TBDC and frames/s.")
+    p.add_argument("checkpoint_pos", metavar="CHECKPOINT", help="checkpoint to evaluate")
+    p.add_argument("data_root", metavar="DATA_ROOT")
+    p.add_argument("--dataset", required=True,
+                   choices=["avenue", "shanghaitech", "ped2", "official", "folder"])
+    p.add_argument("--protocol", default="paper", choices=["paper", "official"])
+    p.add_argument("--json", dest="json_out", metavar="FILE", help="write the report as JSON")
+    p.add_argument("--plots", metavar="DIR", help="write one score plot per video")
+    p.add_argument("--overlay", metavar="DIR", help="write overlay videos of the maps")
+    _add_detector_args(p, required=False)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="run the benchmark suite and print its table",
+                       description="Runs bench/ (pytest-benchmark) on the GPU when there is one, "
+                       "else on the CPU, and prints a table of fast path vs eager PyTorch.")
+    p.add_argument("--suite", action="append",
+                   help="motion, cvt, smoothing, e2e (repeatable; default all)")
+    p.add_argument("--out", help="folder for the JSON results")
+    _add_common(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("convert", help="official checkpoints -> an aedfast checkpoint",
+                       description="Convert the official implementation's checkpoint-best.pth "
+                       "(and checkpoint-best-student.pth) into one aedfast .safetensors file.")
+    p.add_argument("teacher", help="official checkpoint-best.pth")
+    p.add_argument("student", nargs="?", help="official checkpoint-best-student.pth")
+    p.add_argument("--preset", required=True, choices=["avenue", "shanghaitech"])
+    p.add_argument("--out", required=True, help="output .safetensors path")
+    _add_common(p)
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("info", help="versions, device, backend",
+                       description="Print aedfast, torch, triton and CUDA versions, the device "
+                       "and which backend will run.")
+    _add_common(p)
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    if args.command == "eval":
+        args.checkpoint = args.checkpoint or args.checkpoint_pos
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("aedfast: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # one clear line, no traceback
+        if os.environ.get("AEDFAST_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"aedfast {args.command}: error: {msg}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
