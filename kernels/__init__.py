@@ -6,5 +6,9 @@
 """
 
 from ._triton import HAS_TRITON, INTERPRET
+from .motion import motion_gradient, motion_token_weights
+from .smoothing import StreamingSmoother, anomaly_maps, smooth_scores
 
 __all__ = ["HAS_TRITON", "INTERPRET"]
+__all__ += ["motion_gradient", "motion_token_weights"]
+__all__ += ["StreamingSmoother", "anomaly_maps", "smooth_scores"]

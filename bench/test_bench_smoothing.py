@@ -1,0 +1,123 @@
+"""Score smoothing: the fused Triton 3D filter + frame max + temporal Gaussian against eager
+PyTorch (replicate pad + conv3d or avg_pool3d + amax + conv1d, per video), with achieved GB/s
+of the maps read and its fraction of the measured copy bandwidth.
+
+CUDA: 32 videos x 1,000 frames of 20x40 token maps and of 320x640 pixel maps (target on an
+H100: >= 5x eager and >= 50% of copy bandwidth on the pixel maps). CPU: reduced sizes and
+the torch reference only (the Triton kernels need a GPU to be timed meaningfully).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from aedfast.kernels import smooth_scores
+from aedfast.kernels.smoothing import (
+    filter_frame_max_reference,
+    filter_frame_max_triton,
+    temporal_gaussian_reference,
+)
+
+from bench.common import bench_device, copy_bandwidth, device_info, record, time_fn
+
+WINDOW = (9, 9, 9)
+SIGMA, SUPPORT = 11.0, 37
+CASES = {  # name: (videos, frames per video, h, w) on CUDA
+    "tokens_20x40": (32, 1000, 20, 40),
+    "pixels_320x640": (32, 1000, 320, 640),
+}
+CPU_CASES = {
+    "tokens_20x40": (2, 100, 20, 40),
+    "pixels_320x640": (1, 12, 80, 160),  # reduced: the CPU reference is slow
+}
+
+
+def _data(case: str, device: torch.device):
+    v, n, h, w = (CASES if device.type == "cuda" else CPU_CASES)[case]
+    g = torch.Generator(device=device).manual_seed(0)
+    maps = torch.rand(v * n, h, w, device=device, generator=g)
+    lengths = torch.full((v,), n, dtype=torch.int64, device=device)
+    return maps, lengths, (v, n, h, w)
+
+
+def _eager_conv(maps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    s = filter_frame_max_reference(maps, lengths, WINDOW, "box")
+    return temporal_gaussian_reference(s, lengths, SUPPORT, SIGMA, "centered")
+
+
+def _eager_pool(maps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Box filter as avg_pool3d on the replicate-padded video (the other obvious eager way)."""
+    r = [k // 2 for k in WINDOW]
+    outs = []
+    for v in torch.split(maps, lengths.tolist()):
+        x = F.pad(v[None, None], (r[2], r[2], r[1], r[1], r[0], r[0]), mode="replicate")
+        outs.append(F.avg_pool3d(x, WINDOW, stride=1)[0, 0].amax(dim=(1, 2)))
+    return temporal_gaussian_reference(torch.cat(outs), lengths, SUPPORT, SIGMA, "centered")
+
+
+def _fast(maps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    return smooth_scores(maps, lengths, window=WINDOW, sigma=SIGMA, support=SUPPORT)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bench_smoothing(benchmark, case):
+    device = bench_device()
+    maps, lengths, (v, n, h, w) = _data(case, device)
+    nbytes = maps.numel() * maps.element_size()
+    row = {"suite": "smoothing", "case": case, "shape": f"{v}x{n}x{h}x{w}",
+           "window": list(WINDOW), "sigma": SIGMA, "support": SUPPORT, **device_info(device)}
+    if device.type != "cuda":
+        # CPU: the torch reference only, at reduced sizes.
+        benchmark.pedantic(lambda: _eager_conv(maps, lengths), rounds=3, iterations=1)
+        row["note"] = "CPU: torch reference only, reduced sizes"
+        benchmark.extra_info.update(row)
+        record("smoothing", row)
+        return
+    want = _eager_conv(maps, lengths)
+    got = _fast(maps, lengths)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    t_fast = time_fn(lambda: _fast(maps, lengths), device, warmup=3, iters=10)
+    t_conv = time_fn(lambda: _eager_conv(maps, lengths), device, warmup=1, iters=3)
+    t_pool = time_fn(lambda: _eager_pool(maps, lengths), device, warmup=1, iters=3)
+    t_eager = min(t_conv, t_pool)
+    copy = copy_bandwidth(device)
+    gbps = nbytes / t_fast / 1e9
+    row.update({
+        "triton_ms": round(t_fast * 1e3, 3), "eager_conv3d_ms": round(t_conv * 1e3, 3),
+        "eager_avgpool3d_ms": round(t_pool * 1e3, 3), "speedup": round(t_eager / t_fast, 2),
+        "GBps": round(gbps, 1), "copy_GBps": round(copy, 1),
+        "copy_fraction": round(gbps / copy, 3),
+    })
+    benchmark.pedantic(lambda: _fast(maps, lengths), rounds=3, iterations=1)
+    benchmark.extra_info.update(row)
+    record("smoothing", row)
+    print(row)
+
+
+@pytest.mark.parametrize("precision", ["tf32x3", "tf32", "ieee"])
+@pytest.mark.parametrize("tiles", [(32, 64), (32, 128), (64, 64), (64, 128)])
+def test_bench_smoothing_filter_variants(precision, tiles):
+    """CUDA only: the fused filter's tile shape and tl.dot precision on the pixel maps, to
+    choose the defaults (error vs the float32 eager reference recorded too)."""
+    device = bench_device()
+    if device.type != "cuda":
+        pytest.skip("tile/precision variants are timed on a GPU only")
+    maps, lengths, (v, n, h, w) = _data("pixels_320x640", device)
+    sub = maps[: 4 * n]  # 4 videos suffice for the comparison
+    sub_len = lengths[:4]
+    ref = filter_frame_max_reference(sub, sub_len, WINDOW, "box")
+
+    def fn():
+        return filter_frame_max_triton(sub, sub_len, WINDOW, "box", tiles=tiles,
+                                       precision=precision)
+
+    err = (fn() - ref).abs().max().item()
+    t = time_fn(fn, device, warmup=2, iters=10)
+    gbps = sub.numel() * 4 / t / 1e9
+    row = {"suite": "smoothing_variants", "case": f"tiles={tiles[0]}x{tiles[1]}",
+           "precision": precision, "shape": f"4x{n}x{h}x{w}", "ms": round(t * 1e3, 3),
+           "GBps": round(gbps, 1), "copy_fraction": round(gbps / copy_bandwidth(device), 3),
+           "max_abs_err": err, **device_info(device)}
+    record("smoothing_variants", row)
+    print(row)

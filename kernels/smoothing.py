@@ -1,0 +1,720 @@
+"""Score smoothing (SPEC §1 last bullet, §5): pixel maps -> 3D filter -> frame max -> temporal
+Gaussian, offline (Triton kernels + torch reference, custom ops) and streaming.
+
+Pipeline, for the frames of one video (several videos are packed along N with `lengths`;
+their frames never mix):
+
+1. `anomaly_maps`: o_t = a*(target - teacher)^2 + b*(teacher - student)^2 + c*y_t per pixel
+   (the squared errors averaged over the 3 colour channels; y_t the teacher's anomaly-map
+   channel mapped from [-1, 1] to [0, 1]), at pixel or token resolution. Plain torch.
+2. `aedfast::filter_frame_max`: a separable 3D filter (frames, rows, columns), "box" (mean) or
+   "gaussian", borders replicated within each video (scipy.ndimage mode "nearest"), then the
+   max over each filtered frame. The Triton kernel fuses all of it: the filtered volume is
+   never written to memory.
+3. `aedfast::temporal_gaussian`: the frame scores smoothed by a temporal Gaussian, either
+   "centered" (normalised symmetric kernel, borders replicated) or "official" (SPEC §5:
+   the un-normalised kernel one sample off centre, zero padding).
+
+Gaussian window of size k along an axis: sigma = k / 6 and radius k // 2, i.e.
+scipy.ndimage.gaussian_filter(x, sigma=k/6, mode="nearest", radius=k//2) (equivalently
+truncate = (k // 2) / sigma); weights exp(-x^2 / (2 sigma^2)) normalised to sum 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ._triton import autotune_configs, check_triton_device, tl, triton
+
+__all__ = [
+    "StreamingSmoother",
+    "anomaly_maps",
+    "filter_frame_max_reference",
+    "filter_frame_max_triton",
+    "smooth_scores",
+    "temporal_gaussian_reference",
+    "temporal_gaussian_triton",
+    "temporal_weights",
+    "window_weights",
+]
+
+
+# ----------------------------------------------------------------------------------------
+# Pixel maps from the model's outputs
+# ----------------------------------------------------------------------------------------
+
+
+def anomaly_maps(target: torch.Tensor, teacher: torch.Tensor, student: torch.Tensor,
+                 grid: tuple[int, int], patch: int, a: float = 1.0, b: float = 1.0,
+                 c: float = 1.0, resolution: str = "pixel") -> torch.Tensor:
+    """Per-pixel (or per-token) anomaly maps from patchified model outputs.
+
+    Args:
+        target: [B, L, p*p*Ct] with Ct = 4 (frame + anomaly map) or 3 (frame only), layout
+            (h, w, p, p, C): token (i, j) holds its p x p pixels row-major, channel fastest.
+        teacher, student: [B, L, p*p*4], same layout; channels 0..2 the BGR frame in [-1, 1],
+            channel 3 the anomaly map in [-1, 1].
+        grid: (h, w) tokens, L = h * w. patch: p.
+        a, b, c: weights of the teacher error, the teacher/student error and the anomaly map.
+        resolution: "pixel" -> [B, h*p, w*p] (localisation metrics, pictures);
+            "token" -> [B, h, w], the mean over each token's pixels of the same quantity
+            (enough when only frame scores are wanted; p*p times smaller).
+
+    Returns: float32 maps, o = a*mean_c (target - teacher)^2 + b*mean_c (teacher - student)^2
+    + c*clamp((y + 1) / 2, 0, 1), with y the teacher's channel 3.
+    """
+    if resolution not in ("pixel", "token"):
+        raise ValueError(f"resolution must be 'pixel' or 'token', got {resolution!r}")
+    h, w = int(grid[0]), int(grid[1])
+    p = int(patch)
+    if h < 1 or w < 1 or p < 1:
+        raise ValueError(f"grid and patch must be positive, got grid={grid}, patch={patch}")
+    for name, t in (("target", target), ("teacher", teacher), ("student", student)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 3:
+            raise ValueError(f"{name} must be a 3-D tensor [B, L, p*p*C]")
+        if t.shape[1] != h * w:
+            raise ValueError(f"{name} has L={t.shape[1]} tokens, grid {h}x{w} needs {h * w}")
+    if teacher.shape[2] != p * p * 4 or student.shape != teacher.shape:
+        raise ValueError(f"teacher and student must both be [B, L, {p * p * 4}] "
+                         f"(p={p}, 4 channels), got {tuple(teacher.shape)}, "
+                         f"{tuple(student.shape)}")
+    if target.shape[0] != teacher.shape[0] or target.shape[2] not in (p * p * 3, p * p * 4):
+        raise ValueError(f"target must be [B, L, {p * p * 3}] or [B, L, {p * p * 4}], "
+                         f"got {tuple(target.shape)}")
+    bsz = teacher.shape[0]
+    tgt = target.float().reshape(bsz, h * w, p * p, -1)[..., :3]
+    tea = teacher.float().reshape(bsz, h * w, p * p, 4)
+    stu = student.float().reshape(bsz, h * w, p * p, 4)
+    e_rec = (tgt - tea[..., :3]).square().mean(-1)
+    e_dis = (tea[..., :3] - stu[..., :3]).square().mean(-1)
+    y = ((tea[..., 3] + 1.0) * 0.5).clamp(0.0, 1.0)
+    o = a * e_rec + b * e_dis + c * y  # [B, L, p*p]
+    if resolution == "token":
+        return o.mean(-1).reshape(bsz, h, w)
+    return o.reshape(bsz, h, w, p, p).permute(0, 1, 3, 2, 4).reshape(bsz, h * p, w * p)
+
+
+# ----------------------------------------------------------------------------------------
+# Filter weights
+# ----------------------------------------------------------------------------------------
+
+
+def window_weights(size: int, kind: str) -> list[float]:
+    """1-D weights of one axis of the 3D filter: box -> 1/size each; gaussian -> sigma =
+    size/6, radius size//2, exp(-x^2 / (2 sigma^2)) normalised (scipy's gaussian kernel)."""
+    if kind == "box":
+        return [1.0 / size] * size
+    r = size // 2
+    sigma = size / 6.0
+    g = [math.exp(-0.5 * (x / sigma) ** 2) for x in range(-r, r + 1)]
+    s = sum(g)
+    return [v / s for v in g]
+
+
+def temporal_weights(support: int, sigma: float, protocol: str) -> list[float]:
+    """Temporal Gaussian weights w[k], k = 0..support-1, applied as
+    out[i] = sum_k w[k] * s[i + k - support//2].
+
+    centered: exp(-0.5 ((k - support//2) / sigma)^2), normalised to sum 1.
+    official (SPEC §5, support = R - 1): g(s) = exp(-0.5 ((s - c) / S)^2) / (S sqrt(2 pi)) for
+    s = 1..R-1 with c = the support's element at index len//2 - 1, i.e. c = support//2 (and
+    c = 1 for support 1, index -1) and w[k] = g(k + 1): one sample off centre and not
+    normalised, exactly as the official code.
+    """
+    half = support // 2
+    if protocol == "centered":
+        g = [math.exp(-0.5 * ((k - half) / sigma) ** 2) for k in range(support)]
+        s = sum(g)
+        return [v / s for v in g]
+    # the official code's support[len // 2 - 1], Python's wrap-around included (support 1)
+    c = (half - 1) % support + 1
+    norm = 1.0 / (sigma * math.sqrt(2.0 * math.pi))
+    return [norm * math.exp(-0.5 * ((k + 1 - c) / sigma) ** 2) for k in range(support)]
+
+
+def _check_finite_result(values: torch.Tensor) -> None:
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError("maps contain NaN or inf (or values so large that the filter "
+                         "overflows float32): clean them before smoothing")
+
+
+# ----------------------------------------------------------------------------------------
+# Torch reference
+# ----------------------------------------------------------------------------------------
+
+
+def _separable_filter(x: torch.Tensor, weights: Sequence[list[float]]) -> torch.Tensor:
+    """x [B, 1, T, H, W] already replicate-padded by each axis' radius; valid correlation
+    with the three 1-D kernels in turn (frames, rows, columns)."""
+    for axis, w in enumerate(weights):
+        if len(w) == 1 and w[0] == 1.0:
+            continue
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + axis] = len(w)
+        k = torch.tensor(w, dtype=x.dtype, device=x.device).reshape(shape)
+        x = F.conv3d(x, k)
+    return x
+
+
+def filter_frame_max_reference(maps: torch.Tensor, lengths: torch.Tensor,
+                               window: Sequence[int], kind: str = "box",
+                               centre_only: bool = False) -> torch.Tensor:
+    """Eager torch: per video, replicate padding + separable conv3d, then amax per frame.
+
+    maps [N, H, W] float, lengths [V] int (sum N). Returns float32 [N] (the max of every
+    filtered frame) or, with centre_only, [V] (only frame lengths//2 of each video: the
+    streaming path, which packs one window per video).
+    """
+    x_all = maps.float()
+    if not bool(torch.isfinite(x_all).all()):
+        _check_finite_result(x_all)
+    kt, kh, kw = (int(k) for k in window)
+    weights = [window_weights(k, kind) for k in (kt, kh, kw)]
+    rt, ry, rx = kt // 2, kh // 2, kw // 2
+    outs = []
+    for v in torch.split(x_all, [int(n) for n in lengths.tolist()]):
+        if centre_only:
+            # Only the middle frame: its temporal window, then the 2-D filter.
+            mid = v.shape[0] // 2
+            idx = (torch.arange(kt, device=v.device) + mid - rt).clamp(0, v.shape[0] - 1)
+            wt = torch.tensor(weights[0], dtype=v.dtype, device=v.device)
+            v = (v[idx] * wt[:, None, None]).sum(0, keepdim=True)
+            pad = (rx, rx, ry, ry, 0, 0)
+            filt = _separable_filter(F.pad(v[None, None], pad, mode="replicate"),
+                                     [[1.0], weights[1], weights[2]])
+        else:
+            pad = (rx, rx, ry, ry, rt, rt)
+            filt = _separable_filter(F.pad(v[None, None], pad, mode="replicate"), weights)
+        outs.append(filt[0, 0].amax(dim=(1, 2)))
+    if not outs:
+        return x_all.new_empty(0)
+    return torch.cat(outs)
+
+
+def temporal_gaussian_reference(scores: torch.Tensor, lengths: torch.Tensor, support: int,
+                                sigma: float, protocol: str = "centered") -> torch.Tensor:
+    """Eager torch: per video, padding (replicate for "centered", zeros for "official") by
+    support//2 on both sides and a valid conv1d (a correlation, as np.correlate). [N] -> [N]."""
+    w = torch.tensor(temporal_weights(support, sigma, protocol), dtype=torch.float32,
+                     device=scores.device).reshape(1, 1, -1)
+    half = support // 2
+    mode = "replicate" if protocol == "centered" else "constant"
+    outs = [F.conv1d(F.pad(v.float().reshape(1, 1, -1), (half, half), mode=mode), w)[0, 0]
+            for v in torch.split(scores, [int(n) for n in lengths.tolist()])]
+    return torch.cat(outs) if outs else scores.float().new_empty(0)
+
+
+# ----------------------------------------------------------------------------------------
+# Triton: fused 3D filter + frame max
+# ----------------------------------------------------------------------------------------
+
+
+@triton.autotune(
+    configs=autotune_configs([
+        triton.Config({}, num_warps=4, num_stages=1),
+        triton.Config({}, num_warps=8, num_stages=1),
+        triton.Config({}, num_warps=2, num_stages=1),
+    ]),
+    key=["H", "W", "KT", "KH", "KW", "BRH", "BCH", "BOX_T"],
+)
+@triton.jit
+def _filter_max_kernel(x_ptr, part_ptr, wt_ptr, wy_ptr, wx_ptr,
+                       cvs_ptr, cve_ptr, ct0_ptr, ct1_ptr,
+                       H, W, n_col_tiles, n_tiles, scale,
+                       KT: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+                       BOX_T: tl.constexpr, BRH: tl.constexpr, BCH: tl.constexpr,
+                       PREC: tl.constexpr):
+    # One program: one spatial tile (TR x TC output pixels, loaded with its halo as a
+    # BRH x BCH block) for a chunk [t0, t1) of consecutive output frames of one video
+    # [vs, ve). Temporal pass first on the raw block (running sum for the box, so each source
+    # frame is read about twice per program instead of KT times), then the two spatial passes
+    # as products with banded matrices (registers only), then the tile max.
+    pid = tl.program_id(0)
+    tile = pid % n_tiles
+    chunk = pid // n_tiles
+    pid_r = tile // n_col_tiles
+    pid_c = tile % n_col_tiles
+    vs = tl.load(cvs_ptr + chunk)
+    ve = tl.load(cve_ptr + chunk)
+    t0 = tl.load(ct0_ptr + chunk)
+    t1 = tl.load(ct1_ptr + chunk)
+
+    TR: tl.constexpr = BRH - KH + 1
+    TC: tl.constexpr = BCH - KW + 1
+    RT: tl.constexpr = KT // 2
+    y0 = pid_r * TR
+    x0 = pid_c * TC
+    ri = tl.arange(0, BRH)
+    ci = tl.arange(0, BCH)
+    # Clamped source rows/columns = replicate borders; every address is in bounds.
+    rows = tl.minimum(tl.maximum(y0 - KH // 2 + ri, 0), H - 1)
+    cols = tl.minimum(tl.maximum(x0 - KW // 2 + ci, 0), W - 1)
+    offs = rows[:, None] * W + cols[None, :]
+    hw = H * W  # (H, W may arrive as constexpr 1: keep the int64 casts on tensors below)
+
+    # Banded matrices: v = wy @ block (rows), o = v @ wx (columns); wy[i, j] = w_y[j - i].
+    dy = ri[None, :] - ri[:, None]
+    wy = tl.load(wy_ptr + dy, mask=(dy >= 0) & (dy < KH), other=0.0)
+    dx = ci[:, None] - ci[None, :]
+    wx = tl.load(wx_ptr + dx, mask=(dx >= 0) & (dx < KW), other=0.0)
+    valid = ((ri < TR) & (y0 + ri < H))[:, None] & ((ci < TC) & (x0 + ci < W))[None, :]
+
+    acc = tl.zeros((BRH, BCH), dtype=tl.float32)
+    if BOX_T:
+        for k in range(KT):
+            s = tl.minimum(tl.maximum(t0 + k - RT, vs), ve - 1)
+            acc += tl.load(x_ptr + s.to(tl.int64) * hw + offs)
+    for dt in range(0, t1 - t0):
+        t = t0 + dt  # a tensor both compiled and interpreted (for .to(int64) below)
+        if not BOX_T:
+            acc = tl.zeros((BRH, BCH), dtype=tl.float32)
+            for k in tl.static_range(KT):
+                s = tl.minimum(tl.maximum(t + k - RT, vs), ve - 1)
+                acc += tl.load(wt_ptr + k) * tl.load(x_ptr + s.to(tl.int64) * hw + offs)
+        v = tl.dot(wy, acc, input_precision=PREC)
+        o = tl.dot(v, wx, input_precision=PREC)
+        m = tl.max(tl.where(valid, o, float("-inf")), axis=None) * scale
+        # inf - inf and NaN - NaN are NaN: flag non-finite input explicitly (tl.max may drop
+        # NaN); the launcher raises on it.
+        bad = tl.max(tl.where(acc - acc == 0.0, 0.0, 1.0), axis=None)
+        m = tl.where(bad > 0.0, float("nan"), m)
+        tl.store(part_ptr + t.to(tl.int64) * n_tiles + tile, m)
+        if BOX_T:
+            # Slide the window: add the frame entering at t+1+RT, drop the one leaving.
+            s_in = tl.minimum(tl.maximum(t + 1 + RT, vs), ve - 1)
+            s_out = tl.minimum(tl.maximum(t - RT, vs), ve - 1)
+            acc += (tl.load(x_ptr + s_in.to(tl.int64) * hw + offs)
+                    - tl.load(x_ptr + s_out.to(tl.int64) * hw + offs))
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _tile(n: int, k: int, default: int) -> int:
+    """Block size (power of two, >= 16 for tl.dot) along one spatial axis: the whole axis plus
+    halo when that fits in `default`, else `default` (or 2k for large windows)."""
+    need = n + k - 1
+    if need <= default:
+        return max(16, _next_pow2(need))
+    return max(default, _next_pow2(2 * k))
+
+
+def _chunks(lengths: torch.Tensor, chunk: int, centre_only: bool):
+    """Per-program (video start, video end, t0, t1) tables, int32 on lengths' device."""
+    ends = torch.cumsum(lengths, 0)
+    starts = ends - lengths
+    if centre_only:
+        t0 = starts + lengths // 2
+        return starts, ends, t0, t0 + 1
+    n_ch = (lengths + chunk - 1) // chunk
+    vid = torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), n_ch)
+    first = torch.cumsum(n_ch, 0) - n_ch
+    j = torch.arange(vid.numel(), device=lengths.device) - first[vid]
+    t0 = starts[vid] + j * chunk
+    return starts[vid], ends[vid], t0, torch.minimum(t0 + chunk, ends[vid])
+
+
+def filter_frame_max_triton(maps: torch.Tensor, lengths: torch.Tensor, window: Sequence[int],
+                            kind: str = "box", centre_only: bool = False,
+                            tiles: tuple[int, int] | None = None, chunk: int | None = None,
+                            precision: str = "tf32x3") -> torch.Tensor:
+    """Triton launcher of the fused 3D filter + frame max; same contract as
+    `filter_frame_max_reference`. `tiles` (BRH, BCH) and `chunk` (frames per program) override
+    the heuristics; `precision` is tl.dot's input_precision ("tf32x3" keeps float32 accuracy,
+    "ieee" is exact FMA arithmetic, "tf32" is fastest at ~1e-4 relative error)."""
+    check_triton_device(maps)
+    x = maps.to(torch.float32).contiguous()
+    n, h, w = x.shape
+    kt, kh, kw = (int(k) for k in window)
+    lengths = lengths.to(device=x.device, dtype=torch.int64)
+    n_out = lengths.numel() if centre_only else n
+    if n == 0:
+        return x.new_empty(n_out)
+    # 64 x 64 blocks measured fastest on an H200 for 320x640 maps (bench variants).
+    brh, bch = tiles if tiles is not None else (_tile(h, kh, 64), _tile(w, kw, 64))
+    if brh < kh or bch < kw:
+        raise ValueError(f"tiles {brh}x{bch} smaller than the window {kh}x{kw}")
+    tr, tc = brh - kh + 1, bch - kw + 1
+    n_r, n_c = triton.cdiv(h, tr), triton.cdiv(w, tc)
+    n_tiles = n_r * n_c
+    if chunk is None:
+        # Long chunks amortise the KT-frame warm-up of the running sum; short ones keep
+        # enough programs in flight when a frame is only a tile or two.
+        chunk = 64 if n_tiles >= 16 else 16
+    cvs, cve, ct0, ct1 = (t.to(torch.int32).contiguous() for t in _chunks(lengths, chunk,
+                                                                          centre_only))
+    box = kind == "box"
+    wt, wy, wx = (torch.tensor([1.0] * k if box else window_weights(k, kind),
+                               dtype=torch.float32, device=x.device) for k in (kt, kh, kw))
+    scale = 1.0 / (kt * kh * kw) if box else 1.0
+    part = torch.empty((n, n_tiles), dtype=torch.float32, device=x.device)
+    grid = (cvs.numel() * n_tiles,)
+    _filter_max_kernel[grid](x, part, wt, wy, wx, cvs, cve, ct0, ct1, h, w, n_c, n_tiles,
+                             scale, KT=kt, KH=kh, KW=kw, BOX_T=box, BRH=brh, BCH=bch,
+                             PREC=precision)
+    rows = ct0.long() if centre_only else None
+    out = (part[rows] if rows is not None else part).amax(dim=1)
+    _check_finite_result(out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Triton: temporal Gaussian over frame scores
+# ----------------------------------------------------------------------------------------
+
+
+@triton.autotune(
+    configs=autotune_configs([triton.Config({"BLOCK": 256}, num_warps=4),
+                              triton.Config({"BLOCK": 128}, num_warps=4)]),
+    key=["S", "CENTERED"],
+)
+@triton.jit
+def _temporal_kernel(s_ptr, out_ptr, w_ptr, fvs_ptr, fve_ptr, N, S,
+                     CENTERED: tl.constexpr, BLOCK: tl.constexpr):
+    # One lane per output frame; the kernel is tiny (N x support MACs).
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = i < N
+    vs = tl.load(fvs_ptr + i, mask=m, other=0)
+    ve = tl.load(fve_ptr + i, mask=m, other=1)
+    half = S // 2
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for k in range(S):
+        wk = tl.load(w_ptr + k)
+        j = i + k - half
+        if CENTERED:
+            # replicate borders within the frame's own video
+            j = tl.minimum(tl.maximum(j, vs), ve - 1)
+            val = tl.load(s_ptr + j, mask=m, other=0.0)
+        else:
+            # zero padding outside the video (SPEC §5)
+            val = tl.load(s_ptr + j, mask=m & (j >= vs) & (j < ve), other=0.0)
+        acc += wk * val
+    tl.store(out_ptr + i, acc, mask=m)
+
+
+def temporal_gaussian_triton(scores: torch.Tensor, lengths: torch.Tensor, support: int,
+                             sigma: float, protocol: str = "centered") -> torch.Tensor:
+    """Triton launcher of the temporal Gaussian; same contract as the reference."""
+    check_triton_device(scores)
+    s = scores.to(torch.float32).contiguous()
+    n = s.numel()
+    out = torch.empty_like(s)
+    if n == 0:
+        return out
+    lengths = lengths.to(device=s.device, dtype=torch.int64)
+    ends = torch.cumsum(lengths, 0)
+    fvs = torch.repeat_interleave(ends - lengths, lengths).to(torch.int32)
+    fve = torch.repeat_interleave(ends, lengths).to(torch.int32)
+    w = torch.tensor(temporal_weights(support, sigma, protocol), dtype=torch.float32,
+                     device=s.device)
+
+    def grid(meta):
+        return (triton.cdiv(n, meta["BLOCK"]),)
+
+    _temporal_kernel[grid](s, out, w, fvs, fve, n, support, CENTERED=protocol == "centered")
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Custom ops: CPU = torch reference, CUDA = Triton launcher
+# ----------------------------------------------------------------------------------------
+
+
+def _check_lengths(n: int, lengths: torch.Tensor) -> None:
+    lens = lengths.detach().cpu()
+    if lens.numel() and (int(lens.min()) < 1 or int(lens.sum()) != n):
+        raise ValueError(f"lengths must be positive and sum to the {n} frames of maps, "
+                         f"got {lens.tolist()}")
+
+
+@torch.library.custom_op("aedfast::filter_frame_max", mutates_args=())
+def _filter_frame_max_op(maps: torch.Tensor, lengths: torch.Tensor, window: list[int],
+                         kind: str, centre_only: bool) -> torch.Tensor:
+    _check_lengths(maps.shape[0], lengths)
+    return filter_frame_max_reference(maps, lengths, window, kind, centre_only)
+
+
+@_filter_frame_max_op.register_kernel("cuda")
+def _(maps, lengths, window, kind, centre_only):
+    _check_lengths(maps.shape[0], lengths)
+    return filter_frame_max_triton(maps, lengths, window, kind, centre_only)
+
+
+@_filter_frame_max_op.register_fake
+def _(maps, lengths, window, kind, centre_only):
+    n = lengths.shape[0] if centre_only else maps.shape[0]
+    return maps.new_empty((n,), dtype=torch.float32)
+
+
+@torch.library.custom_op("aedfast::temporal_gaussian", mutates_args=())
+def _temporal_gaussian_op(scores: torch.Tensor, lengths: torch.Tensor, support: int,
+                          sigma: float, protocol: str) -> torch.Tensor:
+    _check_lengths(scores.shape[0], lengths)
+    return temporal_gaussian_reference(scores, lengths, support, sigma, protocol)
+
+
+@_temporal_gaussian_op.register_kernel("cuda")
+def _(scores, lengths, support, sigma, protocol):
+    _check_lengths(scores.shape[0], lengths)
+    return temporal_gaussian_triton(scores, lengths, support, sigma, protocol)
+
+
+@_temporal_gaussian_op.register_fake
+def _(scores, lengths, support, sigma, protocol):
+    return scores.new_empty(scores.shape, dtype=torch.float32)
+
+
+# ----------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------
+
+
+def _parse_window(window, window_kind: str) -> tuple[int, int, int]:
+    if window_kind not in ("box", "gaussian"):
+        raise ValueError(f"window_kind must be 'box' or 'gaussian', got {window_kind!r}")
+    if window is None:
+        return (1, 1, 1)
+    if isinstance(window, int):
+        window = (window, window, window)
+    if (not isinstance(window, (tuple, list)) or len(window) != 3
+            or not all(isinstance(k, int) and k >= 1 and k % 2 == 1 for k in window)):
+        raise ValueError(f"window must be None or 3 positive odd ints (frames, rows, columns), "
+                         f"got {window!r}")
+    return (int(window[0]), int(window[1]), int(window[2]))
+
+
+def _parse_temporal(sigma, support, protocol: str) -> bool:
+    """Validate the temporal Gaussian's arguments; False when it is switched off (None)."""
+    if protocol not in ("centered", "official"):
+        raise ValueError(f"protocol must be 'centered' or 'official', got {protocol!r}")
+    if sigma is None or support is None:
+        return False
+    if not isinstance(support, int) or support < 1 or support % 2 == 0:
+        raise ValueError(f"support must be a positive odd int (official: R - 1), got {support!r}")
+    if not isinstance(sigma, (int, float)) or not sigma > 0:
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    return True
+
+
+def _lengths_tensor(lengths, n: int, device: torch.device) -> torch.Tensor:
+    if lengths is None:
+        return torch.full((1,), n, dtype=torch.int64, device=device)
+    if isinstance(lengths, torch.Tensor):
+        if lengths.dim() != 1 or lengths.dtype.is_floating_point or lengths.is_complex():
+            raise TypeError("lengths must be a 1-D integer tensor or a sequence of ints")
+        return lengths.to(device=device, dtype=torch.int64)
+    lens = [int(v) for v in lengths]
+    if any(v < 1 for v in lens) or sum(lens) != n:
+        raise ValueError(f"lengths must be positive and sum to the {n} frames of maps, "
+                         f"got {lens}")
+    return torch.tensor(lens, dtype=torch.int64, device=device)
+
+
+def smooth_scores(maps: torch.Tensor, lengths: Sequence[int] | torch.Tensor | None = None, *,
+                  window: tuple[int, int, int] | int | None = (9, 9, 9),
+                  window_kind: str = "box", sigma: float | None = 11.0,
+                  support: int | None = 37, protocol: str = "centered") -> torch.Tensor:
+    """Frame scores from anomaly maps: 3D filter, max per frame, temporal Gaussian.
+
+    Args:
+        maps: [N, h, w] float (any float dtype; computed in float32): the frames of one
+            video, or of several videos packed along N.
+        lengths: each video's frame count (sequence of ints or 1-D int tensor, sum N);
+            None = one video. Videos never mix: every filter replicates (or zero-pads) at each
+            video's own borders.
+        window: the 3D filter's odd sizes (frames, rows, columns); an int for all three;
+            None for no filter. window_kind: "box" (mean) or "gaussian" (per axis
+            sigma = size/6, radius size//2; = scipy.ndimage.gaussian_filter(..., sigma=size/6,
+            radius=size//2, mode="nearest")). Borders replicate (mode "nearest").
+        sigma, support: the temporal Gaussian's standard deviation and odd length in frames;
+            either None: no temporal smoothing.
+        protocol: "centered": normalised symmetric kernel, borders replicated.
+            "official": SPEC §5 exactly, support = R - 1 (37 and 11 = Avenue's R = 38, S = 11;
+            899 and 282 = ShanghaiTech), kernel one sample off centre, zero padding.
+
+    Returns: float32 [N] frame scores on maps' device. Raises ValueError on NaN/inf in maps.
+    """
+    if not isinstance(maps, torch.Tensor):
+        raise TypeError(f"maps must be a torch.Tensor, got {type(maps).__name__}")
+    if maps.dim() != 3 or not maps.dtype.is_floating_point:
+        raise ValueError(f"maps must be a float tensor [N, h, w], got {maps.dtype} "
+                         f"{tuple(maps.shape)}")
+    if maps.shape[1] < 1 or maps.shape[2] < 1:
+        raise ValueError(f"maps frames must be non-empty, got {tuple(maps.shape)}")
+    win = _parse_window(window, window_kind)
+    temporal = _parse_temporal(sigma, support, protocol)
+    lens = _lengths_tensor(lengths, maps.shape[0], maps.device)
+    scores = torch.ops.aedfast.filter_frame_max(maps, lens, list(win), window_kind, False)
+    if temporal:
+        scores = torch.ops.aedfast.temporal_gaussian(scores, lens, int(support), float(sigma),
+                                                     protocol)
+    return scores
+
+
+# ----------------------------------------------------------------------------------------
+# Streaming
+# ----------------------------------------------------------------------------------------
+
+
+class _Stream:
+    """One stream's state: the last maps the 3D filter still needs and the last frame
+    maxima the temporal Gaussian still needs, with absolute frame indices."""
+
+    def __init__(self) -> None:
+        self.maps: dict[int, torch.Tensor] = {}   # frame index -> [h, w] float32
+        self.maxima: dict[int, float] = {}        # frame index -> filtered frame max
+        self.n_in = 0      # frames received
+        self.n_max = 0     # frames whose filtered max is known
+        self.n_out = 0     # frames whose score was emitted
+
+
+class StreamingSmoother:
+    """`smooth_scores` for live cameras: N streams, maps fed frame by frame.
+
+    Frame f's score needs maps up to f + window[0]//2 (3D filter) and frame maxima up to
+    f + support//2 (temporal Gaussian), so it comes out `delay = window[0]//2 + support//2`
+    frames after it went in: the step that feeds frame f + delay returns it. Each score
+    equals the offline `smooth_scores` result for the whole stream (start borders handled as
+    offline: replicated, or zeros for the official protocol), up to float rounding; `flush`
+    ends a stream with the offline end borders. The 3D filter of all streams' ready frames runs
+    as one batched `aedfast::filter_frame_max` call (Triton on CUDA); the temporal Gaussian is
+    a dot product of `support` numbers per frame, done on the host in float64.
+    Memory per stream: window[0] maps and support frame maxima.
+    """
+
+    def __init__(self, h: int, w: int, *, window: tuple[int, int, int] | int | None = (9, 9, 9),
+                 window_kind: str = "box", sigma: float | None = 11.0,
+                 support: int | None = 37, protocol: str = "centered",
+                 device: torch.device | str | None = None) -> None:
+        if h < 1 or w < 1:
+            raise ValueError(f"h and w must be positive, got {h}, {w}")
+        self.h, self.w = int(h), int(w)
+        self.window = _parse_window(window, window_kind)
+        self.window_kind = window_kind
+        self.temporal = _parse_temporal(sigma, support, protocol)
+        self.protocol = protocol
+        self.support = int(support) if self.temporal else 1
+        self.weights = (temporal_weights(self.support, float(sigma), protocol)
+                        if self.temporal else [1.0])
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.rt = self.window[0] // 2
+        self.half = self.support // 2
+        self.delay = self.rt + self.half
+        self._streams: dict[Hashable, _Stream] = {}
+
+    @property
+    def streams(self) -> list[Hashable]:
+        """The ids of the open streams."""
+        return list(self._streams)
+
+    def add_stream(self, stream_id: Hashable) -> None:
+        """Open a new stream (its first frame will be frame 0)."""
+        if stream_id in self._streams:
+            raise ValueError(f"stream {stream_id!r} already exists")
+        self._streams[stream_id] = _Stream()
+
+    def remove_stream(self, stream_id: Hashable, flush: bool = True) -> list[tuple[int, float]]:
+        """Close a stream. With flush (the default) its remaining scores are computed with the
+        offline end borders and returned, as `flush` does; flush=False drops them."""
+        out = self.flush(stream_id) if flush else []
+        del self._streams[stream_id]
+        return out
+
+    def flush(self, stream_id: Hashable) -> list[tuple[int, float]]:
+        """Finish a stream at its end: every not yet emitted score, with end borders exactly
+        as offline. The stream stays open but takes no further frames (remove it next)."""
+        st = self._get(stream_id)
+        self._filter_ready({stream_id: st}, final=True)
+        out = self._emit(st, final=True)
+        st.n_in = -1  # closed for input
+        return out
+
+    def step(self, maps: Mapping[Hashable, torch.Tensor] | torch.Tensor,
+             ids: Sequence[Hashable] | None = None) -> dict[Hashable, list[tuple[int, float]]]:
+        """Feed frames and collect the scores that became final.
+
+        maps: {id: [h, w] or [k, h, w] (k consecutive frames)} or a batched [S, h, w] tensor
+            with `ids` naming its S streams. Streams not named do not advance.
+        Returns {id: [(frame_index, score), ...]} for every stream fed (lists may be empty
+        during the first `delay` frames).
+        """
+        if isinstance(maps, torch.Tensor):
+            if ids is None or maps.dim() != 3 or maps.shape[0] != len(ids):
+                raise ValueError("a batched step needs maps [S, h, w] and ids of length S")
+            maps = dict(zip(ids, maps.unbind(0)))
+        fed: dict[Hashable, _Stream] = {}
+        for sid, m in maps.items():
+            st = self._get(sid)
+            if st.n_in < 0:
+                raise ValueError(f"stream {sid!r} was flushed; add a new stream")
+            if not isinstance(m, torch.Tensor) or m.dim() not in (2, 3) \
+                    or tuple(m.shape[-2:]) != (self.h, self.w):
+                raise ValueError(f"stream {sid!r}: maps must be [{self.h}, {self.w}] or "
+                                 f"[k, {self.h}, {self.w}]")
+            frames = m.detach().to(self.device, torch.float32).reshape(-1, self.h, self.w)
+            if not bool(torch.isfinite(frames).all()):
+                raise ValueError(f"stream {sid!r}: maps contain NaN or inf")
+            for f in frames:
+                st.maps[st.n_in] = f
+                st.n_in += 1
+            fed[sid] = st
+        self._filter_ready(fed, final=False)
+        return {sid: self._emit(st, final=False) for sid, st in fed.items()}
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _get(self, stream_id: Hashable) -> _Stream:
+        if stream_id not in self._streams:
+            raise KeyError(f"unknown stream {stream_id!r}; call add_stream first")
+        return self._streams[stream_id]
+
+    def _filter_ready(self, streams: Mapping[Hashable, _Stream], final: bool) -> None:
+        """Filtered maxima of every frame whose temporal window is complete, all streams in one
+        batched call: each frame's window (indices clamped to the stream = replicate borders)
+        is packed as a video of window[0] frames, of which the op filters the middle one."""
+        jobs: list[tuple[_Stream, int]] = []
+        volumes: list[torch.Tensor] = []
+        kt = self.window[0]
+        for st in streams.values():
+            last = st.n_in - 1
+            ready = st.n_in if final else st.n_in - self.rt
+            for f in range(st.n_max, ready):
+                idx = [min(max(f + k - self.rt, 0), last) for k in range(kt)]
+                volumes.append(torch.stack([st.maps[i] for i in idx]))
+                jobs.append((st, f))
+        if not jobs:
+            return
+        vol = torch.cat(volumes)
+        lens = torch.full((len(jobs),), kt, dtype=torch.int64, device=vol.device)
+        maxima = torch.ops.aedfast.filter_frame_max(vol, lens, list(self.window),
+                                                    self.window_kind, True).tolist()
+        for (st, f), mx in zip(jobs, maxima):
+            st.maxima[f] = mx
+            st.n_max = f + 1
+        for st in streams.values():
+            # keep the maps the next frames' windows need (the last 2*rt+1)
+            for i in [i for i in st.maps if i < st.n_max - self.rt]:
+                del st.maps[i]
+
+    def _emit(self, st: _Stream, final: bool) -> list[tuple[int, float]]:
+        out: list[tuple[int, float]] = []
+        ready = st.n_max if final else st.n_max - self.half
+        last = st.n_max - 1
+        for g in range(st.n_out, ready):
+            acc = 0.0
+            for k, wk in enumerate(self.weights):
+                j = g + k - self.half
+                if self.protocol == "centered" or not self.temporal:
+                    acc += wk * st.maxima[min(max(j, 0), last)]
+                elif 0 <= j <= last:
+                    acc += wk * st.maxima[j]
+            out.append((g, float(torch.tensor(acc, dtype=torch.float32))))
+        st.n_out = max(st.n_out, ready)
+        for j in [j for j in st.maxima if j < st.n_out - self.half]:
+            del st.maxima[j]
+        return out
