@@ -147,3 +147,51 @@ def write_overlay_video(path: str | os.PathLike, frames_iter: Iterable[np.ndarra
 
 
 __all__ = ["label_intervals", "overlay", "plot_scores", "write_overlay_video"]
+
+
+def _write_text(path: str | os.PathLike, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_beside(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_json(path: str | os.PathLike, obj: dict) -> Path:
+    """Write `obj` as indented JSON, atomically (numpy scalars and NaN become numbers/null)."""
+    import json
+    import math
+
+    def clean(v):
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, np.ndarray):
+            return clean(v.tolist())
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+    return _write_text(path, json.dumps(clean(obj), indent=2, default=str) + "\n")
+
+
+def write_scores_csv(path: str | os.PathLike, scores: np.ndarray,
+                     raw_scores: np.ndarray | None = None) -> Path:
+    """Write `frame,score[,raw_score]` rows, one per frame, atomically."""
+    scores = np.asarray(scores).reshape(-1)
+    cols = [np.arange(len(scores)), scores]
+    header = "frame,score"
+    if raw_scores is not None:
+        cols.append(np.asarray(raw_scores).reshape(-1))
+        header += ",raw_score"
+    lines = [header] + [",".join(f"{c[i]:.6g}" if j else str(int(c[i])) for j, c in enumerate(cols))
+                        for i in range(len(scores))]
+    return _write_text(path, "\n".join(lines) + "\n")

@@ -78,3 +78,18 @@ def test_write_overlay_video(tmp_path):
     with pytest.raises(ValueError, match=".avi"):
         write_overlay_video(tmp_path / "c.mp4", frames, maps)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.avi", "ov.avi"]
+
+
+def test_write_json_and_csv(tmp_path):
+    import json
+
+    import numpy as np
+
+    from aedfast import report
+
+    p = report.write_json(tmp_path / "r.json", {"auc": np.float32(0.5), "bad": float("nan"),
+                                                "per": np.arange(2)})
+    assert json.loads(p.read_text()) == {"auc": 0.5, "bad": None, "per": [0, 1]}
+    c = report.write_scores_csv(tmp_path / "s.csv", np.array([0.25, 0.5]), np.array([1.0, 2.0]))
+    assert c.read_text().splitlines() == ["frame,score,raw_score", "0,0.25,1", "1,0.5,2"]
+    assert not list(tmp_path.glob(".*tmp*"))
