@@ -1,0 +1,79 @@
+"""Benchmark: motion token weights (SPEC §3), Triton kernel vs eager PyTorch (the reference).
+
+Sizes: the avenue preset (320x640, patch 16) and shanghaitech (160x320, patch 8), uint8
+[B, H, W, 3] frames as decoded, median on, normalised. On CUDA, batch 1, 32 and 256: the
+pytest-benchmark timing is the Triton launcher; the eager reference is timed in the same run
+(CUDA events) and recorded with the speed-up, frames/s and achieved GB/s. GB/s counts the ideal
+bytes, the two uint8 input frames read once (the [B, L] output is negligible), and is compared
+with the device's measured copy bandwidth (bench.common.copy_bandwidth). Targets on an H100:
+>= 10x eager at batch 256 and >= 50% of copy bandwidth.
+
+On the CPU there is no Triton (the interpreter is a test tool, not a fast path): the suite
+times the torch reference only, at batch 1 and 8, and says so in extra_info.
+Run: AEDFAST_BENCH_OUT=bench/results python -m pytest bench/test_bench_motion.py
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from aedfast.kernels.motion import motion_token_weights_reference, motion_token_weights_triton
+
+from bench.common import bench_device, copy_bandwidth, device_info, record, sync, time_fn
+
+DEVICE = bench_device()
+ON_GPU = DEVICE.type == "cuda"
+PRESETS = {"avenue": (320, 640, 16), "shanghaitech": (160, 320, 8)}
+BATCHES = [1, 32, 256] if ON_GPU else [1, 8]
+
+
+def _frames(batch: int, H: int, W: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator(device=DEVICE).manual_seed(batch)
+    return tuple(torch.randint(0, 256, (batch, H, W, 3), dtype=torch.uint8, device=DEVICE,
+                               generator=g) for _ in range(2))
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_bench_motion(benchmark, preset: str, batch: int) -> None:
+    H, W, patch = PRESETS[preset]
+    prev, nxt = _frames(batch, H, W)
+    nbytes = 2 * prev.numel()  # ideal traffic: both uint8 frames read once
+
+    def eager():
+        return motion_token_weights_reference(prev, nxt, patch)
+
+    def fast():
+        return motion_token_weights_triton(prev, nxt, patch)
+
+    row = {"suite": "motion", "preset": preset, "batch": batch, "H": H, "W": W, "patch": patch,
+           "input_bytes": nbytes, **device_info(DEVICE)}
+    if ON_GPU:
+        torch.testing.assert_close(fast(), eager(), rtol=1e-5, atol=1e-7)  # same numbers first
+        t_fast = time_fn(fast, DEVICE, warmup=5, iters=50)
+        t_eager = time_fn(eager, DEVICE, warmup=2, iters=10)
+        amap = torch.rand(batch, H, W, device=DEVICE)
+        t_anom = time_fn(lambda: motion_token_weights_triton(prev, nxt, patch, anomaly_map=amap),
+                         DEVICE, warmup=3, iters=20)
+        copy_bw = copy_bandwidth(DEVICE)
+        gbps = nbytes / t_fast / 1e9
+        row.update(path="triton", triton_ms=t_fast * 1e3, eager_ms=t_eager * 1e3,
+                   triton_anomaly_ms=t_anom * 1e3, speedup=t_eager / t_fast,
+                   frames_per_s=batch / t_fast, eager_frames_per_s=batch / t_eager,
+                   gbps=gbps, copy_gbps=copy_bw, bw_fraction=gbps / copy_bw)
+        print(f"\nmotion {preset} B={batch}: triton {t_fast * 1e3:.3f} ms, eager "
+              f"{t_eager * 1e3:.2f} ms, x{t_eager / t_fast:.1f}, {batch / t_fast:.0f} frames/s, "
+              f"{gbps:.0f} GB/s = {gbps / copy_bw:.0%} of copy {copy_bw:.0f} GB/s")
+
+        def timed():
+            fast()
+            sync(DEVICE)
+
+        benchmark.pedantic(timed, rounds=20, iterations=1, warmup_rounds=2)
+    else:
+        t_eager = time_fn(eager, DEVICE, warmup=1, iters=3)
+        row.update(path="reference-only (CPU: no Triton fast path)", eager_ms=t_eager * 1e3,
+                   eager_frames_per_s=batch / t_eager, eager_gbps=nbytes / t_eager / 1e9)
+        benchmark.pedantic(eager, rounds=2, iterations=1, warmup_rounds=0)
+    benchmark.extra_info.update(row)
+    record("motion", row)

@@ -1,0 +1,391 @@
+"""Motion gradients and token weights (SPEC §3): Triton kernel, launcher, torch reference, op.
+
+Gradient of frame t = |median3x3(frame t+1) - median3x3(frame t-1)| per channel (border
+replicated; the median is optional). Token weight = per-patch, per-channel max of the gradient,
+mean over channels, normalised to sum 1 over the frame's tokens. With a synthetic anomaly map
+m ([B, H, W] in [0, 1]) the gradient first gets m * max(128, max of the frame's gradient) added
+to every channel, so pasted anomalies (little motion) still weigh.
+
+Layouts: uint8 frames are [B, H, W, C] channels-last, as decoded (BGR); float frames are
+[B, C, H, W]. Values are used as given (the 128 floor of the anomaly term assumes the 0..255
+scale). Any strides work: the kernel indexes through them, so slices of a clip need no copy.
+
+Public API (validating wrappers around the custom ops `aedfast::motion_token_weights` and
+`aedfast::motion_gradient`; CPU = torch reference, CUDA = Triton launcher):
+    motion_token_weights(prev, next, patch, *, median=True, anomaly_map=None, normalize=True)
+        -> [B, L] float32, L = (H / patch) * (W / patch), tokens row by row (as `patchify`).
+    motion_gradient(prev, next, *, median=True) -> float32 gradient in the input's layout
+        ([B, H, W, C] for uint8, [B, C, H, W] for float); H, W need not be patch multiples.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._triton import autotune_configs, check_triton_device, tl, triton
+
+__all__ = [
+    "motion_token_weights", "motion_gradient", "motion_token_weights_reference",
+    "motion_gradient_reference", "motion_token_weights_triton", "motion_gradient_triton",
+]
+
+# ----------------------------------------------------------------------------- Triton kernels
+
+
+@triton.jit
+def _sort3(a, b, c):
+    """(min, median, max) of three tensors: 6 min/max."""
+    lo, hi = tl.minimum(a, b), tl.maximum(a, b)
+    t = tl.maximum(lo, c)
+    return tl.minimum(lo, c), tl.minimum(t, hi), tl.maximum(t, hi)
+
+
+@triton.jit
+def _med3(a, b, c):
+    return tl.maximum(tl.minimum(a, b), tl.minimum(tl.maximum(a, b), c))
+
+
+@triton.jit
+def _cvt(v, U8: tl.constexpr):
+    if U8:
+        # byte v -> the fp16 number 1024 + v: exact, by bits (no int->float conversion), and
+        # fp16 min/max run two per instruction; median and difference are shift-invariant
+        out = (v.to(tl.int16) | 0x6400).to(tl.float16, bitcast=True)
+    else:
+        out = v.to(tl.float32)
+    return out
+
+
+@triton.jit
+def _row3(p_l, p_c, p_r, off, m):
+    """Raw bytes/values of the row at element offset `off`, at x-1, x, x+1 (pointer tensors)."""
+    return (tl.load(p_l + off, mask=m, other=0), tl.load(p_c + off, mask=m, other=0),
+            tl.load(p_r + off, mask=m, other=0))
+
+
+@triton.jit
+def _sorted3(a, b, c, U8: tl.constexpr):
+    return _sort3(_cvt(a, U8), _cvt(b, U8), _cvt(c, U8))
+
+
+@triton.jit
+def _median9(l0, m0, h0, l1, m1, h1, l2, m2, h2):
+    # Rows already sorted; after also sorting columns, the median of the 3x3 is the median of
+    # the anti-diagonal: (max of the mins, median of the medians, min of the maxes).
+    lo = tl.maximum(tl.maximum(l0, l1), l2)
+    hi = tl.minimum(tl.minimum(h0, h1), h2)
+    return _med3(lo, _med3(m0, m1, m2), hi)
+
+
+@triton.autotune(
+    configs=autotune_configs([
+        triton.Config({"BLOCK_PW": 4}, num_warps=4),
+        triton.Config({"BLOCK_PW": 2}, num_warps=4),
+        triton.Config({"BLOCK_PW": 8}, num_warps=4),
+        triton.Config({"BLOCK_PW": 8}, num_warps=8),
+        triton.Config({"BLOCK_PW": 16}, num_warps=8),
+    ]),
+    key=["H", "W", "C", "P", "U8", "MEDIAN", "ANOMALY", "WRITE_GRAD"],
+)
+@triton.jit
+def _motion_kernel(
+    prev, nxt, amap, scale, raw, pmax, grad, H, W, n_pw, L,
+    spb, spc, sph, spw, snb, snc, snh, snw, smb, smh, smw, sgb, sgc, sgh, sgw,
+    C: tl.constexpr, CP: tl.constexpr, P: tl.constexpr, PP: tl.constexpr, U8: tl.constexpr,
+    MEDIAN: tl.constexpr, ANOMALY: tl.constexpr, WRITE_GRAD: tl.constexpr,
+    BLOCK_PW: tl.constexpr,
+):
+    """One program = BLOCK_PW patches of one patch row of one frame, as a [patch, x-in-patch,
+    channel] register tile. It walks the patch's P rows top to bottom keeping the sorted
+    (x-1, x, x+1) triples of the last two image rows, so every input row is loaded once per
+    program (its 3 horizontal shifts hit L1; the 1-row halo of neighbouring bands hits L2):
+    ~1 read of each input byte from DRAM, and only the [B, L] results are written."""
+    b = tl.program_id(2).to(tl.int64)
+    prow = tl.program_id(1)
+    pw1 = tl.program_id(0) * BLOCK_PW + tl.arange(0, BLOCK_PW)  # patch columns
+    pw = pw1[:, None, None]
+    rx = tl.arange(0, PP)[None, :, None]
+    ch = tl.arange(0, CP)[None, None, :]
+    x = pw * P + rx
+    m = (pw < n_pw) & (rx < P) & (ch < C) & (x < W)  # C, P padded to powers of 2
+    xl, xr = tl.maximum(x - 1, 0), tl.minimum(x + 1, W - 1)  # replicated border
+    # per-lane pointers at x-1, x, x+1 of row 0; the loop adds one scalar row offset
+    p_row, n_row = prev + b * spb + ch * spc, nxt + b * snb + ch * snc
+    p_l, p_c, p_r = p_row + xl * spw, p_row + x * spw, p_row + xr * spw
+    n_l, n_c, n_r = n_row + xl * snw, n_row + x * snw, n_row + xr * snw
+    y0 = prow * P
+    if MEDIAN:  # prime the rolling window: image rows y0-1 and y0 sorted, row y0+1 in flight
+        ym, y0p, y0n = tl.maximum(y0 - 1, 0), y0 * sph, y0 * snh
+        pa, pb, pc = _row3(p_l, p_c, p_r, ym * sph, m)
+        pl0, pm0, ph0 = _sorted3(pa, pb, pc, U8)
+        pa, pb, pc = _row3(p_l, p_c, p_r, y0p, m)
+        pl1, pm1, ph1 = _sorted3(pa, pb, pc, U8)
+        na, nb, nc = _row3(n_l, n_c, n_r, ym * snh, m)
+        nl0, nm0, nh0 = _sorted3(na, nb, nc, U8)
+        na, nb, nc = _row3(n_l, n_c, n_r, y0n, m)
+        nl1, nm1, nh1 = _sorted3(na, nb, nc, U8)
+        pa, pb, pc = _row3(p_l, p_c, p_r, tl.minimum(y0 + 1, H - 1) * sph, m)
+        na, nb, nc = _row3(n_l, n_c, n_r, tl.minimum(y0 + 1, H - 1) * snh, m)
+    acc = tl.zeros([BLOCK_PW, PP, CP], dtype=tl.float32)
+    if ANOMALY:
+        a_scale = tl.load(scale + b)
+    elif U8:
+        acc = tl.zeros([BLOCK_PW, PP, CP], dtype=tl.float16)  # exact: gradients 0..255
+    for r in range(P):  # a real loop: unrolling would hoist every row's loads, spilling
+        y = y0 + r
+        mr = m & (y < H)
+        if MEDIAN:
+            # software pipelining: issue the loads of row y+2 now, use them next iteration, so
+            # their latency hides behind this row's median network
+            ys = tl.minimum(y + 2, H - 1)
+            pa2, pb2, pc2 = _row3(p_l, p_c, p_r, ys * sph, m)
+            na2, nb2, nc2 = _row3(n_l, n_c, n_r, ys * snh, m)
+            pl2, pm2, ph2 = _sorted3(pa, pb, pc, U8)
+            nl2, nm2, nh2 = _sorted3(na, nb, nc, U8)
+            g = tl.abs(_median9(nl0, nm0, nh0, nl1, nm1, nh1, nl2, nm2, nh2)
+                       - _median9(pl0, pm0, ph0, pl1, pm1, ph1, pl2, pm2, ph2))
+            pl0, pm0, ph0, pl1, pm1, ph1 = pl1, pm1, ph1, pl2, pm2, ph2
+            nl0, nm0, nh0, nl1, nm1, nh1 = nl1, nm1, nh1, nl2, nm2, nh2
+            pa, pb, pc, na, nb, nc = pa2, pb2, pc2, na2, nb2, nc2
+        else:
+            ys = tl.minimum(y, H - 1)
+            g = tl.abs(_cvt(tl.load(n_c + ys * snh, mask=mr, other=0), U8)
+                       - _cvt(tl.load(p_c + ys * sph, mask=mr, other=0), U8))
+        if WRITE_GRAD:
+            tl.store(grad + b * sgb + y * sgh + x * sgw + ch * sgc, g.to(tl.float32), mask=mr)
+        if ANOMALY:
+            mv = tl.load(amap + b * smb + y * smh + x * smw, mask=mr, other=0).to(tl.float32)
+            g = g.to(tl.float32) + mv * a_scale
+        acc = tl.maximum(acc, tl.where(mr, g, 0.0))  # gradients are >= 0: 0 is neutral
+    cmax = tl.max(acc.to(tl.float32), axis=1)  # [BLOCK_PW, CP]: per-patch, per-channel max
+    tok, ok = prow * n_pw + pw1, pw1 < n_pw
+    tl.store(raw + b * L + tok, tl.sum(cmax, axis=1) / C, mask=ok)
+    tl.store(pmax + b * L + tok, tl.max(cmax, axis=1), mask=ok)
+
+
+@triton.jit
+def _normalize_kernel(raw, out, L, BLOCK_L: tl.constexpr):
+    """One program per frame: weights / their sum; an all-static frame (sum 0) gets uniform
+    weights instead of 0/0 = NaN."""
+    b = tl.program_id(0).to(tl.int64)
+    offs = tl.arange(0, BLOCK_L)
+    ok = offs < L
+    w = tl.load(raw + b * L + offs, mask=ok, other=0.0)
+    s = tl.sum(w, axis=0)
+    w = tl.where(s > 0, tl.math.div_rn(w, tl.where(s > 0, s, 1.0)), 1.0 / L)  # IEEE, as torch
+    tl.store(out + b * L + offs, w, mask=ok)
+
+
+# ----------------------------------------------------------------------------- launchers
+
+
+def _bchw_strides(x: torch.Tensor, channels_last: bool) -> tuple[int, int, int, int]:
+    """(batch, channel, row, column) element strides of a frame tensor in its layout."""
+    if channels_last:  # [B, H, W, C]
+        return x.stride(0), x.stride(3), x.stride(1), x.stride(2)
+    return x.stride(0), x.stride(1), x.stride(2), x.stride(3)
+
+
+def _dims(x: torch.Tensor) -> tuple[int, int, int, int]:
+    """(B, C, H, W) of a frame tensor in its layout."""
+    if x.dtype == torch.uint8:
+        B, H, W, C = x.shape
+    else:
+        B, C, H, W = x.shape
+    return B, C, H, W
+
+
+def _launch(prev, nxt, patch, median, anomaly_map=None, scale=None, grad=None):
+    """Run `_motion_kernel` once; returns (raw [B, L] patch channel-means, pmax [B, L] patch
+    max over channels). H here is rounded up to whole patches (tail rows masked)."""
+    B, C, H, W = _dims(prev)
+    n_ph, n_pw = triton.cdiv(H, patch), triton.cdiv(W, patch)
+    raw = torch.empty((B, n_ph * n_pw), device=prev.device, dtype=torch.float32)
+    pmax = torch.empty_like(raw)
+    anomaly = anomaly_map is not None
+    amap = anomaly_map if anomaly else raw  # dummy pointers where a feature is off
+    out = grad if grad is not None else raw
+    sm = amap.stride() if anomaly else (0, 0, 0)
+    cl = prev.dtype == torch.uint8  # uint8 frames (and their gradient) are channels-last
+    sg = _bchw_strides(grad, cl) if grad is not None else (0, 0, 0, 0)
+    grid = lambda meta: (triton.cdiv(n_pw, meta["BLOCK_PW"]), n_ph, B)  # noqa: E731
+    _motion_kernel[grid](
+        prev, nxt, amap, scale if anomaly else raw, raw, pmax, out, H, W, n_pw, n_ph * n_pw,
+        *_bchw_strides(prev, cl), *_bchw_strides(nxt, cl), *sm, *sg,
+        C=C, CP=triton.next_power_of_2(C), P=patch, PP=triton.next_power_of_2(patch), U8=cl,
+        MEDIAN=median, ANOMALY=anomaly, WRITE_GRAD=grad is not None,
+    )
+    return raw, pmax
+
+
+def motion_token_weights_triton(prev: torch.Tensor, next: torch.Tensor, patch: int,
+                                median: bool = True, anomaly_map: torch.Tensor | None = None,
+                                normalize: bool = True) -> torch.Tensor:
+    """Triton launcher of `motion_token_weights` (inputs assumed validated). -> [B, L] float32."""
+    check_triton_device(prev, next, anomaly_map)
+    raw, pmax = _launch(prev, next, patch, median)
+    if anomaly_map is not None:
+        # The anomaly term needs each frame's gradient max before any patch max: a reduction
+        # across all programs of a frame. One program per frame would idle most SMs at small
+        # batch, so this is two-phase: the pass above gives every patch's max (its max over the
+        # frame is the frame's gradient max), and a second pass recomputes the gradient with the
+        # term added. The re-read only costs on the training path that uses synthetic anomalies.
+        scale = pmax.amax(dim=1).clamp_min(128.0).contiguous()
+        raw, _ = _launch(prev, next, patch, median, anomaly_map, scale)
+    if not normalize:
+        return raw
+    out = torch.empty_like(raw)
+    _normalize_kernel[(raw.shape[0],)](raw, out, raw.shape[1],
+                                       BLOCK_L=triton.next_power_of_2(raw.shape[1]))
+    return out
+
+
+def motion_gradient_triton(prev: torch.Tensor, next: torch.Tensor,
+                           median: bool = True) -> torch.Tensor:
+    """Triton launcher of `motion_gradient`: float32 gradient in the input's layout."""
+    check_triton_device(prev, next)
+    grad = torch.empty(prev.shape, device=prev.device, dtype=torch.float32)
+    _launch(prev, next, 16, median, grad=grad)  # 16-pixel tiles; the token outputs are unused
+    return grad
+
+
+# ----------------------------------------------------------------------------- torch reference
+
+
+def _as_bchw_float(x: torch.Tensor) -> torch.Tensor:
+    return (x.permute(0, 3, 1, 2) if x.dtype == torch.uint8 else x).float()
+
+
+def _median3x3(x: torch.Tensor) -> torch.Tensor:
+    """3x3 median per channel of [B, C, H, W] float, border replicated."""
+    H, W = x.shape[-2:]
+    xp = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    shifts = [xp[..., i:i + H, j:j + W] for i in range(3) for j in range(3)]
+    return torch.stack(shifts).median(dim=0).values
+
+
+def _gradient_bchw(prev: torch.Tensor, next: torch.Tensor, median: bool) -> torch.Tensor:
+    p, n = _as_bchw_float(prev), _as_bchw_float(next)
+    if median:
+        p, n = _median3x3(p), _median3x3(n)
+    return (n - p).abs()
+
+
+def motion_gradient_reference(prev: torch.Tensor, next: torch.Tensor,
+                              median: bool = True) -> torch.Tensor:
+    """Eager PyTorch `motion_gradient`: float32 gradient in the input's layout."""
+    g = _gradient_bchw(prev, next, median)
+    return g.permute(0, 2, 3, 1).contiguous() if prev.dtype == torch.uint8 else g
+
+
+def motion_token_weights_reference(prev: torch.Tensor, next: torch.Tensor, patch: int,
+                                   median: bool = True, anomaly_map: torch.Tensor | None = None,
+                                   normalize: bool = True) -> torch.Tensor:
+    """Eager PyTorch `motion_token_weights` (SPEC §3), the definition the kernel must match."""
+    g = _gradient_bchw(prev, next, median)
+    if anomaly_map is not None:
+        scale = g.amax(dim=(1, 2, 3)).clamp_min(128.0)
+        g = g + anomaly_map.float()[:, None] * scale[:, None, None, None]
+    w = F.max_pool2d(g, patch).mean(dim=1).flatten(1)
+    if not normalize:
+        return w
+    s = w.sum(dim=1, keepdim=True)
+    return torch.where(s > 0, w / torch.where(s > 0, s, 1.0), 1.0 / w.shape[1])
+
+
+# ----------------------------------------------------------------------------- custom ops
+
+
+@torch.library.custom_op("aedfast::motion_token_weights", mutates_args=())
+def _weights_op(prev: torch.Tensor, next: torch.Tensor, patch: int, median: bool,
+                anomaly_map: torch.Tensor | None, normalize: bool) -> torch.Tensor:
+    return motion_token_weights_reference(prev, next, patch, median, anomaly_map, normalize)
+
+
+@_weights_op.register_kernel("cuda")
+def _weights_op_cuda(prev, next, patch, median, anomaly_map, normalize):
+    return motion_token_weights_triton(prev, next, patch, median, anomaly_map, normalize)
+
+
+@_weights_op.register_fake
+def _weights_op_fake(prev, next, patch, median, anomaly_map, normalize):
+    B, _, H, W = _dims(prev)
+    return prev.new_empty((B, (H // patch) * (W // patch)), dtype=torch.float32)
+
+
+@torch.library.custom_op("aedfast::motion_gradient", mutates_args=())
+def _gradient_op(prev: torch.Tensor, next: torch.Tensor, median: bool) -> torch.Tensor:
+    return motion_gradient_reference(prev, next, median)
+
+
+@_gradient_op.register_kernel("cuda")
+def _gradient_op_cuda(prev, next, median):
+    return motion_gradient_triton(prev, next, median)
+
+
+@_gradient_op.register_fake
+def _gradient_op_fake(prev, next, median):
+    return prev.new_empty(prev.shape, dtype=torch.float32)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def _check_frames(prev: torch.Tensor, next: torch.Tensor) -> tuple[int, int, int, int]:
+    for name, t in (("prev", prev), ("next", next)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype != torch.uint8 and not t.dtype.is_floating_point:
+            raise TypeError(f"{name} must be uint8 [B, H, W, C] or float [B, C, H, W], "
+                            f"got dtype {t.dtype}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must be 4-D ([B, H, W, C] uint8 or [B, C, H, W] float), "
+                             f"got shape {tuple(t.shape)}")
+    if prev.shape != next.shape or prev.dtype != next.dtype or prev.device != next.device:
+        raise ValueError(f"prev and next differ: {tuple(prev.shape)} {prev.dtype} {prev.device}"
+                         f" vs {tuple(next.shape)} {next.dtype} {next.device}")
+    dims = _dims(prev)
+    if min(dims) < 1:
+        raise ValueError(f"empty frames: shape {tuple(prev.shape)}")
+    return dims
+
+
+def motion_token_weights(prev: torch.Tensor, next: torch.Tensor, patch: int, *,
+                         median: bool = True, anomaly_map: torch.Tensor | None = None,
+                         normalize: bool = True) -> torch.Tensor:
+    """Motion token weights of SPEC §3 for a batch of independent frames.
+
+    prev, next: frames t-1 and t+1, uint8 [B, H, W, C] (channels-last, as decoded) or float
+        [B, C, H, W]; any strides. H and W must be multiples of `patch`.
+    median: 3x3 median per channel (border replicated) on each frame first.
+    anomaly_map: optional [B, H, W] float in [0, 1]; adds m * max(128, frame gradient max) to
+        every channel of the gradient before the patch max.
+    normalize: divide by the sum over the frame's tokens (uniform for all-static frames).
+    Returns [B, L] float32, L = (H / patch) * (W / patch), tokens row by row.
+    """
+    B, C, H, W = _check_frames(prev, next)
+    if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
+        raise ValueError(f"patch must be a positive int, got {patch!r}")
+    if H % patch or W % patch:
+        raise ValueError(f"frame size {H}x{W} is not a multiple of the patch size {patch}")
+    if anomaly_map is not None:
+        if not isinstance(anomaly_map, torch.Tensor) or not anomaly_map.dtype.is_floating_point:
+            raise TypeError("anomaly_map must be a float tensor [B, H, W] with values in [0, 1]")
+        if tuple(anomaly_map.shape) != (B, H, W) or anomaly_map.device != prev.device:
+            raise ValueError(f"anomaly_map must be [B, H, W] = {(B, H, W)} on {prev.device}, "
+                             f"got {tuple(anomaly_map.shape)} on {anomaly_map.device}")
+    return torch.ops.aedfast.motion_token_weights(prev, next, patch, bool(median), anomaly_map,
+                                                  bool(normalize))
+
+
+def motion_gradient(prev: torch.Tensor, next: torch.Tensor, *, median: bool = True
+                    ) -> torch.Tensor:
+    """Full-resolution motion gradient |median3x3(next) - median3x3(prev)| per channel.
+
+    prev, next: uint8 [B, H, W, C] or float [B, C, H, W] (any strides, any H, W).
+    Returns float32 in the input's layout: [B, H, W, C] for uint8, [B, C, H, W] for float.
+    The token weights are the per-patch max of this map (mean over channels, normalised).
+    """
+    _check_frames(prev, next)
+    return torch.ops.aedfast.motion_gradient(prev, next, bool(median))
