@@ -6,9 +6,11 @@
 """
 
 from ._triton import HAS_TRITON, INTERPRET
+from .cvt import FusedBlock, cvt_block, cvt_out_mlp, cvt_qkv, fold_block, fold_conv_bn
 from .motion import motion_gradient, motion_token_weights
 from .smoothing import StreamingSmoother, anomaly_maps, smooth_scores
 
 __all__ = ["HAS_TRITON", "INTERPRET"]
+__all__ += ["FusedBlock", "cvt_block", "cvt_out_mlp", "cvt_qkv", "fold_block", "fold_conv_bn"]
 __all__ += ["motion_gradient", "motion_token_weights"]
 __all__ += ["StreamingSmoother", "anomaly_maps", "smooth_scores"]

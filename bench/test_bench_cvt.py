@@ -1,0 +1,158 @@
+"""Benchmark: the fused CvT block (SPEC §2 step 4) and the whole model, backends triton vs
+torch (folded BatchNorm + SDPA) vs eager (the official op structure).
+
+Shapes: the avenue preset's blocks. Encoder: width 256, 4 heads, 401 tokens (cls + the
+20 x 20 shuffled grid of kept tokens); decoder: width 128, 4 heads, 801 tokens (cls + the
+true 20 x 40 grid). Batch 1, 32, 256, float32 and bfloat16, and the whole avenue model
+forward (mask 0.5, teacher + student). All paths are timed in the same run (CUDA events);
+rows record ms, speed-ups over eager, tokens/s or frames/s and the fused block's achieved
+TFLOP/s (matmul + attention flops). Target on an H100: fused block >= 3x eager at batch 256
+in bfloat16. Outputs are compared with eager before timing.
+
+On the CPU there is no Triton (the interpreter is a test tool): the suite times eager vs the
+"torch" backend only, float32 at batch 1 and 2, and says so in extra_info.
+Run: AEDFAST_BENCH_OUT=bench/results python -m pytest bench/test_bench_cvt.py -s
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+from aedfast import AEDMAE
+from aedfast.kernels.cvt import FusedBlock
+from aedfast.model import Block
+from bench.common import bench_device, device_info, record, sync, time_fn
+
+DEVICE = bench_device()
+ON_GPU = DEVICE.type == "cuda"
+BLOCKS = {  # part: (width, heads, grid rows, grid cols); T = 1 + rows * cols
+    "encoder": (256, 4, 20, 20),
+    "decoder": (128, 4, 20, 40),
+}
+BATCHES = [1, 32, 256] if ON_GPU else [1, 2]
+MODEL_BATCHES = [1, 32, 256] if ON_GPU else [1]
+DTYPES = [torch.float32, torch.bfloat16] if ON_GPU else [torch.float32]
+TOL = {torch.float32: 1e-4, torch.bfloat16: 3e-2}
+DNAME = {torch.float32: "fp32", torch.bfloat16: "bf16"}
+
+
+@contextlib.contextmanager
+def fp32_math():
+    """Full float32 in eager/torch paths (no TF32 convolutions) for like-for-like timings."""
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        yield
+
+
+def random_block(D: int, heads: int, dtype: torch.dtype) -> Block:
+    g = torch.Generator().manual_seed(D)
+    blk = Block(D, heads, 2.0)
+    with torch.no_grad():
+        for name, p in blk.named_parameters():
+            if name.endswith(("norm1.weight", "norm2.weight", "bn.weight")):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
+            else:
+                fan_in = p[0].numel() if p.dim() > 1 else 1
+                p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5)
+        for name, b in blk.named_buffers():
+            if name.endswith("running_var"):
+                b.copy_(0.5 + torch.rand(b.shape, generator=g))
+    return blk.eval().to(DEVICE, dtype)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+
+def block_flops(B: int, T: int, D: int) -> float:
+    """q/k/v (3 D^2), output projection (D^2), MLP (4 D^2) per token, and attention."""
+    return 2.0 * B * T * 8 * D * D + 4.0 * B * T * T * D
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: DNAME[d])
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("part", list(BLOCKS))
+def test_bench_cvt_block(benchmark, part: str, batch: int, dtype: torch.dtype) -> None:
+    D, heads, h, w = BLOCKS[part]
+    T = 1 + h * w
+    blk = random_block(D, heads, dtype)
+    x = torch.randn(batch, T, D, device=DEVICE, generator=torch.Generator(DEVICE).manual_seed(0)
+                    ).to(dtype)
+    paths = {"eager": lambda: blk(x, h, w),
+             "torch": FusedBlock.from_block(blk, backend="torch")}
+    if ON_GPU:
+        paths["triton"] = FusedBlock.from_block(blk, backend="triton")
+    fns = {k: (v if k == "eager" else (lambda m=v: m(x, h, w))) for k, v in paths.items()}
+    row = {"suite": "cvt", "case": "block", "part": part, "batch": batch, "dtype": DNAME[dtype],
+           "D": D, "T": T, "grid": f"{h}x{w}", **device_info(DEVICE)}
+    with torch.no_grad(), fp32_math():
+        ref = fns["eager"]()
+        for k in fns:
+            err = rel_err(fns[k](), ref)
+            row[f"{k}_rel_err"] = err
+            assert err <= TOL[dtype], f"{k} differs from eager: {err}"
+        iters = 30 if ON_GPU else 3
+        ms = {k: time_fn(f, DEVICE, warmup=3 if ON_GPU else 1, iters=iters,
+                         max_seconds=5.0 if ON_GPU else 1.0) * 1e3 for k, f in fns.items()}
+        fast = "triton" if ON_GPU else "torch"
+        benchmark.pedantic(lambda: (fns[fast](), sync(DEVICE)), rounds=5 if ON_GPU else 2,
+                           iterations=1, warmup_rounds=1)
+    for k, v in ms.items():
+        row[f"{k}_ms"] = v
+        if k != "eager":
+            row[f"{k}_speedup"] = ms["eager"] / v
+    if ON_GPU:  # the autotuner's picks for this shape
+        from aedfast.kernels import cvt
+
+        for name in ("_qkv_kernel", "_out_mlp_kernel"):
+            row[f"{name.strip('_')}_config"] = str(getattr(getattr(cvt, name), "best_config", ""))
+    row["tokens_per_s"] = batch * T / (ms[fast] / 1e3)
+    row["fused_tflops"] = block_flops(batch, T, D) / (ms[fast] / 1e3) / 1e12
+    if not ON_GPU:
+        row["path"] = "eager vs torch only (CPU: no Triton fast path)"
+    print(f"\ncvt block {part} B={batch} {DNAME[dtype]}: "
+          + ", ".join(f"{k} {v:.3f} ms" for k, v in ms.items())
+          + "; " + ", ".join(f"{k} x{row[f'{k}_speedup']:.2f}" for k in ms if k != "eager")
+          + f"; {row['fused_tflops']:.3g} TFLOP/s")
+    benchmark.extra_info.update(row)
+    record("cvt", row)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: DNAME[d])
+@pytest.mark.parametrize("batch", MODEL_BATCHES)
+def test_bench_cvt_model(benchmark, batch: int, dtype: torch.dtype) -> None:
+    model = AEDMAE.from_preset("avenue").eval().to(DEVICE, dtype)
+    g = torch.Generator(DEVICE).manual_seed(batch)
+    H, W = model.config.img_size
+    x = (torch.rand(batch, 9, H, W, device=DEVICE, generator=g) * 2 - 1).to(dtype)
+    noise = torch.rand(batch, model.config.num_tokens, device=DEVICE, generator=g)
+    backends = ["eager", "torch", "triton"] if ON_GPU else ["eager", "torch"]
+    row = {"suite": "cvt", "case": "model", "preset": "avenue", "batch": batch,
+           "dtype": DNAME[dtype], **device_info(DEVICE)}
+    ms = {}
+    with torch.no_grad(), fp32_math():
+        ref = model.set_backend("eager")(x, noise=noise).teacher
+        for be in backends:
+            model.set_backend(be)
+            err = rel_err(model(x, noise=noise).teacher, ref)
+            row[f"{be}_rel_err"] = err
+            assert err <= TOL[dtype], f"model backend {be} differs from eager: {err}"
+            ms[be] = time_fn(lambda: model(x, noise=noise), DEVICE, warmup=2 if ON_GPU else 0,
+                             iters=20 if ON_GPU else 2, max_seconds=5.0 if ON_GPU else 1.0) * 1e3
+        fast = backends[-1]
+        model.set_backend(fast)
+        benchmark.pedantic(lambda: (model(x, noise=noise), sync(DEVICE)),
+                           rounds=3 if ON_GPU else 1, iterations=1, warmup_rounds=0)
+    for k, v in ms.items():
+        row[f"{k}_ms"] = v
+        row[f"{k}_frames_per_s"] = batch / (v / 1e3)
+        if k != "eager":
+            row[f"{k}_speedup"] = ms["eager"] / v
+    if not ON_GPU:
+        row["path"] = "eager vs torch only (CPU: no Triton fast path)"
+    print(f"\ncvt model avenue B={batch} {DNAME[dtype]}: "
+          + ", ".join(f"{k} {v:.2f} ms ({batch / v * 1e3:.0f} fps)" for k, v in ms.items()))
+    benchmark.extra_info.update(row)
+    record("cvt", row)
