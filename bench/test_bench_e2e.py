@@ -1,0 +1,217 @@
+"""End to end: uint8 frames -> smoothed frame scores, the Detector's fast path against the eager
+baseline (backend "eager", no compile, no CUDA graphs, float32; same weights, same input, same
+noise) in one run. Frames are synthetic, at each data set's native size (Avenue 360 x 640,
+ShanghaiTech 480 x 856), so the on-device resize is part of what is timed.
+
+Rows (bench.common.record, suite "e2e"):
+- offline: preset, batch, source ("host": a numpy array in pageable memory, staged through
+  pinned buffers by the reader thread; "device": a uint8 CUDA tensor, e.g. from a hardware
+  decoder), frames/s fast and eager, speed-up, peak GPU memory, mean power and frames/s per
+  watt (nvidia-ml-py, where available), and the fast path's relative score error against
+  eager (bf16 by default on CUDA).
+- stream: frames/s and per-step latency p50/p99 with 64 and 1000 streams (CUDA), a few
+  streams on the CPU; the step latency is the wall time of one `step` (all streams' frames),
+  so a frame's score is out delay_frames camera frame intervals + one step after it arrives.
+
+Targets (one H100, avenue preset): >= 25,000 frames/s end to end and >= 5x eager. CPU
+(2 cores, fp32): the compiled "torch" path >= 2.5x eager at batch 8; bf16 measured.
+CPU runs are reduced (batch 8, a few frames) so the suite stays short there.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from aedfast.engine import Detector
+from aedfast.model import AEDMAE
+from bench.common import bench_device, device_info, record
+
+NATIVE = {"avenue": (360, 640), "shanghaitech": (480, 856)}
+GPU_BATCHES = (1, 8, 64, 256)
+CPU_BATCHES = (8,)
+
+_DETECTORS: dict = {}
+
+
+def _frames(preset: str, n: int, seed: int = 0) -> np.ndarray:
+    """n BGR uint8 frames at the data set's native size: noise plus a moving block."""
+    h, w = NATIVE[preset]
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
+    out = np.repeat(base[None], n, axis=0)
+    for t in range(n):
+        x = (7 * t) % (w - 60)
+        out[t, h // 3:h // 3 + 60, x:x + 60] = (30, 200, 90)
+    return out
+
+
+def _model(preset: str) -> AEDMAE:
+    torch.manual_seed(0)
+    return AEDMAE.from_preset(preset).eval()
+
+
+def _detector(kind: str, preset: str, device: torch.device, **kw) -> Detector:
+    """One Detector per (kind, preset), reused across batch sizes (compiled once)."""
+    key = (kind, preset, tuple(sorted(kw.items())))
+    if key not in _DETECTORS:
+        model = _model(preset)
+        if kind == "eager":
+            det = Detector(model, device=device, backend="eager", compile=False,
+                           cuda_graphs=False, precision="fp32", batch_size=256, **kw)
+        else:
+            det = Detector(model, device=device, batch_size=256, **kw)
+        _DETECTORS[key] = det
+    return _DETECTORS[key]
+
+
+class _Power:
+    """Mean board power (W) over a block, sampled by nvidia-ml-py every 20 ms."""
+
+    def __init__(self, device: torch.device):
+        self.handle = None
+        self.samples: list[float] = []
+        if device.type != "cuda":
+            return
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self.handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+            self._read = lambda: pynvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0
+        except Exception:
+            self.handle = None
+
+    def __enter__(self):
+        if self.handle is not None:
+            self._stop = threading.Event()
+            self._th = threading.Thread(target=self._loop, daemon=True)
+            self._th.start()
+        return self
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self.samples.append(self._read())
+            time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        if self.handle is not None:
+            self._stop.set()
+            self._th.join()
+
+    @property
+    def watts(self) -> float | None:
+        return float(np.mean(self.samples)) if self.samples else None
+
+
+def _timed(det: Detector, source, device: torch.device) -> tuple[float, np.ndarray, dict]:
+    """(frames/s, scores, extra) of one timed score_video after one warm-up run."""
+    det.score_video(source[: min(len(source), 2 * det.batch_size + 8)])  # compile, capture
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    with _Power(device) as pw:
+        t0 = time.perf_counter()
+        res = det.score_video(source)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        sec = time.perf_counter() - t0
+    extra = {"watts": pw.watts}
+    if device.type == "cuda":
+        extra["peak_mem_GiB"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    return len(source) / sec, res.scores, extra
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+@pytest.mark.parametrize("preset", ["avenue", "shanghaitech"])
+@pytest.mark.parametrize("batch", GPU_BATCHES)
+def test_bench_e2e(benchmark, preset, batch):
+    device = bench_device()
+    cuda = device.type == "cuda"
+    if not cuda and batch not in CPU_BATCHES:
+        pytest.skip("CPU: batch 8 only (the eager avenue model runs ~10 frames/s here)")
+    n_fast = min(max(64, 16 * batch), 4096) if cuda else 16
+    n_eager = min(max(16, 4 * batch), 1024) if cuda else 16
+    frames = _frames(preset, max(n_fast, n_eager))
+    fast = _detector("fast", preset, device)
+    eager = _detector("eager", preset, device)
+    fast.batch_size = batch
+    eager.batch_size = batch
+    row = {"suite": "e2e", "mode": "offline", "preset": preset, "batch": batch,
+           **{k: v for k, v in fast.describe().items() if k not in ("batch_size", "buckets")},
+           **device_info(device)}
+
+    fps_e, s_e, _ = _timed(eager, frames[:n_eager], device)
+    sources = [("host", frames[:n_fast])]
+    if cuda:
+        sources.append(("device", torch.from_numpy(frames[:n_fast]).to(device)))
+    for name, src in sources:
+        fps_f, s_f, extra = _timed(fast, src, device)
+        r = dict(row, source=name, frames=n_fast, fps=round(fps_f, 1),
+                 eager_fps=round(fps_e, 2), speedup=round(fps_f / fps_e, 2),
+                 score_rel_err=_rel(s_f[:n_eager], s_e) if n_eager <= n_fast else None, **extra)
+        if extra.get("watts"):
+            r["fps_per_watt"] = round(fps_f / extra["watts"], 2)
+        record("e2e", r)
+        print(r)
+    if not cuda:
+        # bf16 on the CPU (avx512_bf16 here): the gain and the score tolerance, measured
+        for compiled in (False, True):
+            det = _detector("bf16", preset, device, precision="bf16", compile=compiled)
+            det.batch_size = batch
+            fps_b, s_b, _ = _timed(det, frames[:n_fast], device)
+            r = dict(row, precision="bf16", compile=compiled, source="host", frames=n_fast,
+                     fps=round(fps_b, 2), eager_fps=round(fps_e, 2),
+                     speedup=round(fps_b / fps_e, 2), score_rel_err=_rel(s_b, s_e))
+            record("e2e", r)
+            print(r)
+    benchmark.extra_info.update(row)
+    benchmark.pedantic(lambda: fast.score_video(frames[:n_fast]), rounds=1, iterations=1)
+
+
+@pytest.mark.parametrize("n_streams", [64, 1000])
+def test_bench_stream(benchmark, n_streams):
+    device = bench_device()
+    cuda = device.type == "cuda"
+    preset = "avenue" if cuda else "tiny"
+    if not cuda:
+        n_streams = {64: 2, 1000: 8}[n_streams]
+    det = (_detector("fast", preset, device) if cuda
+           else Detector(_model("tiny"), device=device, batch_size=8))
+    det.batch_size = 256 if cuda else 8
+    h, w = NATIVE["avenue"] if cuda else (72, 136)
+    rng = np.random.default_rng(1)
+    pool = rng.integers(0, 256, (8, h, w, 3), dtype=np.uint8)
+    if cuda:
+        batches = [torch.from_numpy(np.repeat(pool[i:i + 1], n_streams, 0)).to(device)
+                   for i in range(8)]
+    else:
+        batches = [np.repeat(pool[i:i + 1], n_streams, 0) for i in range(8)]
+    stream = det.stream(n_streams)
+    steps = stream.delay + (15 if cuda else 10)
+    lat = []
+    for i in range(steps):
+        t0 = time.perf_counter()
+        stream.step(batches[i % 8])
+        lat.append(time.perf_counter() - t0)
+    stream.close()
+    steady = np.array(lat[stream.delay:])  # every step scores a frame per stream
+    row = {"suite": "e2e", "mode": "stream", "preset": preset, "streams": n_streams,
+           "delay_frames": stream.delay, "steps_timed": len(steady),
+           "fps": round(n_streams / float(steady.mean()), 1),
+           "step_ms_p50": round(1e3 * float(np.percentile(steady, 50)), 2),
+           "step_ms_p99": round(1e3 * float(np.percentile(steady, 99)), 2),
+           **{k: v for k, v in det.describe().items() if k != "buckets"},
+           **device_info(device)}
+    record("e2e", row)
+    print(row)
+    benchmark.extra_info.update(row)
+    s2 = det.stream(n_streams)
+    benchmark.pedantic(lambda: s2.step(batches[0]), rounds=3, iterations=1)
