@@ -65,14 +65,15 @@ def run_demo(out: str | os.PathLike = "demo_out", *, quiet: bool = False, fast: 
 
     _say(quiet, "[3/4] scoring the test videos")
     det = Detector(ckpt, device=device, smoothing=DEMO_SMOOTHING, seed=seed)
+    det.score_video(dataset.test[0].frames(0, 16))  # compile / warm up outside the timing
     result = evaluate(det, dataset, protocol="paper", plots=out / "plots", progress=progress,
                       localization=False)
 
     _say(quiet, "[4/4] overlay video of the most anomalous test video")
     best = max(dataset.test, key=lambda v: float(np.mean(v.labels)))
     res = det.score_video(best.frames(), return_maps=True)
-    overlay_path = report.write_overlay_video(out / f"overlay_{best.name}.avi", best.frames(),
-                                              iter(res.maps), fps=25.0)
+    overlay_path = out / f"overlay_{best.name}.avi"
+    report.write_overlay_video(overlay_path, best.frames(), iter(res.maps), fps=25.0)
 
     result.update({
         "output": str(out),
