@@ -91,6 +91,11 @@ class Smoothing:
     resolution: maps per "pixel" ([H, W], the paper's) or per "token" ([h, w], p*p smaller).
     a, b, c: weights of the reconstruction error, the teacher/student discrepancy and the
         predicted anomaly-map channel (SPEC §1).
+    d: weight of the cls head's synthetic-anomaly probability sigmoid(cls_logit), added
+        uniformly to every pixel of the frame's map (so it adds d * p to the frame max and
+        passes through the filters unchanged in space). An aedfast addition, 0 by default:
+        the paper's formula has no such term, and official checkpoints have no trained head.
+        Maps returned with d > 0 carry that per-frame offset.
     """
 
     window: tuple[int, int, int] | None = (9, 9, 9)
@@ -102,6 +107,7 @@ class Smoothing:
     a: float = 1.0
     b: float = 1.0
     c: float = 1.0
+    d: float = 0.0
 
     @classmethod
     def official(cls, dataset: str = "avenue") -> Smoothing:
@@ -210,6 +216,8 @@ class _Core(nn.Module):
         sm = self.smoothing
         maps = anomaly_maps(patchify(frame, p), teacher, student, grid=cfg.grid, patch=p,
                             a=sm.a, b=sm.b, c=sm.c, resolution=sm.resolution)
+        if sm.d:
+            maps = maps + sm.d * torch.sigmoid(out.cls_logit.float())[:, None, None]
         return maps, maps.amax(dim=(1, 2))
 
 

@@ -193,6 +193,17 @@ def test_score_video_matches_direct_computation(model, video, eager_result):
     np.testing.assert_allclose(res.scores, ref, rtol=1e-5, atol=1e-6)
 
 
+def test_cls_head_term_adds_its_probability(model, video, eager_result):
+    """Smoothing.d adds d * sigmoid(cls_logit) to every pixel of a frame's map."""
+    det = Detector(model, backend="eager", compile=False, smoothing={"d": 2.0})
+    res = det.score_video(video, return_maps=True)
+    _, raw, out = _numpy_reference(model, video)
+    prob = 1 / (1 + np.exp(-out.cls_logit.numpy()))
+    np.testing.assert_allclose(res.raw_scores, raw + 2.0 * prob, rtol=1e-5)
+    np.testing.assert_allclose(res.maps - eager_result.maps, np.broadcast_to(
+        2.0 * prob[:, None, None], res.maps.shape), rtol=1e-4, atol=1e-5)
+
+
 def test_same_video_twice_and_batch_size_independent(model, video, eager_result):
     again = Detector(model, backend="eager", compile=False, batch_size=8).score_video(video)
     np.testing.assert_array_equal(again.scores, eager_result.scores)

@@ -1,0 +1,143 @@
+"""The `aedfast` command line, `aedfast.evaluate` and the demo (fast mode), on the CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import aedfast
+from aedfast import metrics
+from aedfast.cli import main
+from aedfast.data import open_dataset
+from aedfast.data.synthetic import generate
+from aedfast.model import AEDMAE
+
+from .test_model import official_state
+
+SUBCOMMANDS = ["demo", "train", "score", "eval", "bench", "convert", "info"]
+
+
+def test_every_subcommand_has_help(capsys):
+    for cmd in SUBCOMMANDS:
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert f"usage: aedfast {cmd}" in out
+    assert main([]) == 2
+
+
+def test_python_m_aedfast_info_json():
+    out = subprocess.run([sys.executable, "-m", "aedfast", "info", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    info = json.loads(out)
+    assert info["aedfast"] == aedfast.__version__
+    assert info["torch"] == torch.__version__
+    assert info["backend"] in ("torch", "triton")
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    return AEDMAE.from_preset("tiny").save(tmp_path_factory.mktemp("ck") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("data") / "synth", n_train=1, n_test=2, frames=40,
+                    progress=False)
+
+
+def test_convert_official_to_native(tmp_path):
+    src = AEDMAE.from_preset("shanghaitech").eval()
+    torch.save({"model": official_state(src)}, tmp_path / "checkpoint-best.pth")
+    torch.save({"model": official_state(src)}, tmp_path / "checkpoint-best-student.pth")
+    out = tmp_path / "st.safetensors"
+    code = main(["convert", str(tmp_path / "checkpoint-best.pth"),
+                 str(tmp_path / "checkpoint-best-student.pth"), "--preset", "shanghaitech",
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    m = AEDMAE.load(out)
+    assert m.config.name == "shanghaitech"
+    assert torch.equal(m.state_dict()["patch_embed.proj.weight"],
+                       src.state_dict()["patch_embed.proj.weight"])
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    code = main(["convert", str(tmp_path / "junk.pth"), "--preset", "avenue",
+                 "--out", str(tmp_path / "x.safetensors")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err.startswith("aedfast convert: error:") and "not a torch checkpoint" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    code = main(["score", str(tmp_path / "missing.avi"), "--checkpoint", "x.safetensors"])
+    err = capsys.readouterr().err
+    assert code == 1 and "no such video file or folder" in err
+
+
+def test_score_video_file_writes_csv_json_plot(tmp_path, tiny_ckpt, synth):
+    video = next((synth / "training" / "videos").glob("*.avi"))
+    out = tmp_path / "out"
+    code = main(["score", str(video), "--checkpoint", str(tiny_ckpt), "--out", str(out),
+                 "--plot", "--no-compile", "--quiet", "--batch-size", "8"])
+    assert code == 0
+    stem = video.stem
+    rows = (out / f"{stem}_scores.csv").read_text().splitlines()
+    cap = cv2.VideoCapture(str(video))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    assert rows[0] == "frame,score,raw_score" and len(rows) == n + 1
+    payload = json.loads((out / f"{stem}_scores.json").read_text())
+    assert len(payload["scores"]) == n and np.isfinite(payload["scores"]).all()
+    assert (out / f"{stem}_scores.png").stat().st_size > 1000
+
+
+def test_evaluate_and_eval_command(tmp_path, tiny_ckpt, synth, capsys):
+    ds = open_dataset(synth, "shanghaitech")
+    det = aedfast.Detector(tiny_ckpt, compile=False, batch_size=8)
+    res = aedfast.evaluate(det, ds, plots=tmp_path / "plots", progress=False)
+    # independent check: the same scores through metrics directly
+    scores = [det.score_video(v.frames()).scores for v in ds.test]
+    micro, macro = metrics.micro_macro_auc(scores, [v.labels for v in ds.test])
+    assert res["micro_auc"] == pytest.approx(micro)
+    assert res["macro_auc"] == pytest.approx(macro)
+    assert set(res["per_video"]) == {v.name for v in ds.test}
+    assert res["rbdc"] is not None and 0 <= res["rbdc"] <= 1
+    assert len(list((tmp_path / "plots").glob("*.png"))) == 2
+    report = tmp_path / "r.json"
+    code = main(["eval", str(tiny_ckpt), str(synth), "--dataset", "shanghaitech", "--json",
+                 str(report), "--quiet", "--no-compile", "--batch-size", "8"])
+    assert code == 0
+    data = json.loads(report.read_text())
+    for key in ("micro_auc", "macro_auc", "rbdc", "tbdc", "fps", "per_video"):
+        assert key in data
+    assert data["micro_auc"] == pytest.approx(micro)
+    assert "micro AUC" in capsys.readouterr().out
+
+
+def test_evaluate_rejects_protocol_mismatch(tiny_ckpt, synth):
+    det = aedfast.Detector(tiny_ckpt, compile=False)
+    with pytest.raises(ValueError, match="protocol"):
+        aedfast.evaluate(det, open_dataset(synth, "shanghaitech"), protocol="official")
+
+
+def test_demo_fast_end_to_end(tmp_path):
+    from aedfast.demo import run_demo
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = run_demo(out=tmp_path / "demo", quiet=True, fast=True)
+    assert 0 <= res["micro_auc"] <= 1 and res["fps"] > 0
+    out = tmp_path / "demo"
+    assert json.loads((out / "results.json").read_text())["micro_auc"] == res["micro_auc"]
+    assert len(list((out / "plots").glob("*.png"))) == 2
+    cap = cv2.VideoCapture(res["overlay"])
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) > 0
+    assert "wrote" in res["summary"]
