@@ -257,7 +257,7 @@ def _as_bchw_float(x: torch.Tensor) -> torch.Tensor:
     return (x.permute(0, 3, 1, 2) if x.dtype == torch.uint8 else x).float()
 
 
-def _med3(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def _med3_torch(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
 
 
@@ -275,8 +275,8 @@ def _median3x3(x: torch.Tensor) -> torch.Tensor:
         a, b, c = (xp[..., i:i + H, j:j + W] for j in range(3))
         lo.append(torch.minimum(torch.minimum(a, b), c))
         hi.append(torch.maximum(torch.maximum(a, b), c))
-        mid.append(_med3(a, b, c))
-    return _med3(torch.maximum(torch.maximum(lo[0], lo[1]), lo[2]), _med3(*mid),
+        mid.append(_med3_torch(a, b, c))
+    return _med3_torch(torch.maximum(torch.maximum(lo[0], lo[1]), lo[2]), _med3_torch(*mid),
                  torch.minimum(torch.minimum(hi[0], hi[1]), hi[2]))
 
 
