@@ -16,8 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-# The demo's scoring: the paper's pixel maps with a box 3D filter and the temporal Gaussian.
-DEMO_SMOOTHING = {"window": (5, 9, 9), "sigma": 5.0, "support": 21}
+# The demo's scoring: pixel maps o = a*rec + b*distill + c*y (SPEC §1) plus d times the cls
+# head's probability, a (5, 9, 9) box filter, frame max, a temporal Gaussian (sigma 5). The
+# weights favour the two outputs trained on synthetic anomalies (y and the cls head): on the
+# tiny model they separate the benchmark's anomalies best (bench/results/*-cpu-demo.md).
+DEMO_SMOOTHING = {"a": 0.1, "b": 0.1, "c": 1.0, "d": 1.0, "window": (5, 9, 9), "sigma": 5.0,
+                  "support": 21}
 
 
 def _say(quiet: bool, text: str) -> None:

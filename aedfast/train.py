@@ -140,7 +140,7 @@ _OFFICIAL = dict(batch_size=100, lr=1e-4, teacher_epochs=100, student_epochs=100
 PRESET_DEFAULTS: dict[str, dict] = {
     "avenue": dict(_OFFICIAL),
     "shanghaitech": dict(_OFFICIAL),
-    "tiny": dict(batch_size=32, lr=1e-3, teacher_epochs=12, student_epochs=4, warmup_steps=50,
+    "tiny": dict(batch_size=32, lr=1e-3, teacher_epochs=20, student_epochs=4, warmup_steps=50,
                  lr_schedule="cosine", log_every=10, checkpoint_every=200),
 }
 _FALLBACK = dict(batch_size=32, lr=1e-4, teacher_epochs=25, student_epochs=25, warmup_steps=0,
