@@ -247,3 +247,17 @@ def test_bad_input_errors():
         get_preset("tiny", depthh=3)
     with pytest.raises(ValueError, match="unknown backend"):
         m.set_backend("cuda")
+
+
+@pytest.mark.parametrize("preset", ["tiny", "shanghaitech"])
+def test_embed_kept_equals_gathered_full_embedding(preset):
+    """The fast backends embed only the kept patches; same values as embed-all-then-gather."""
+    m = randomize(AEDMAE.from_preset(preset), seed=6)
+    H, W = m.config.img_size
+    x = torch.rand(2, 9, H, W) * 2 - 1
+    ids_keep = random_masking(torch.rand(2, m.config.num_tokens), 0.5).ids_keep
+    with torch.no_grad():
+        full = m.patch_embed(x)
+        expect = torch.gather(full, 1, ids_keep[..., None].expand(-1, -1, full.shape[-1]))
+        got = m.patch_embed.embed_kept(x, ids_keep)
+    assert rel_err(got, expect) <= 1e-5
