@@ -137,8 +137,8 @@ def test_bench_e2e(benchmark, preset, batch):
     cuda = device.type == "cuda"
     if not cuda and batch not in CPU_BATCHES:
         pytest.skip("CPU: batch 8 only (the eager avenue model runs ~10 frames/s here)")
-    n_fast = min(max(64, 16 * batch), 4096) if cuda else 16
-    n_eager = min(max(16, 4 * batch), 1024) if cuda else 16
+    n_fast = min(max(64, 16 * batch), 4096) if cuda else 32
+    n_eager = min(max(16, 4 * batch), 1024) if cuda else 32
     frames = _frames(preset, max(n_fast, n_eager))
     fast = _detector("fast", preset, device)
     eager = _detector("eager", preset, device)
