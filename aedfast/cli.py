@@ -104,11 +104,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from . import report
 
-    detector = _load_detector(args)
     source = args.source
     is_camera = source.isdigit() or "://" in source
     if not is_camera and not Path(source).exists():
         raise CliError(f"no such video file or folder: {source}")
+    detector = _load_detector(args)
     out_dir = Path(args.out) if args.out else None
     if is_camera:
         result = detector.score_camera(

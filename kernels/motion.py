@@ -134,7 +134,8 @@ def _motion_kernel(
         acc = tl.zeros([BLOCK_PW, PP, CP], dtype=tl.float16)  # exact: gradients 0..255
     for r in range(P):  # a real loop: unrolling would hoist every row's loads, spilling
         y = y0 + r
-        mr = m & (y < H)
+        mr = m & (x * 0 + y < H)  # a tensor compare: triton 3.9's interpreter rejects a
+        # mask built from a scalar comparison
         if MEDIAN:
             # software pipelining: issue the loads of row y+2 now, use them next iteration, so
             # their latency hides behind this row's median network

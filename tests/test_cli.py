@@ -51,7 +51,7 @@ def tiny_ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("data") / "synth", n_train=1, n_test=2, frames=40,
+    return generate(tmp_path_factory.mktemp("data") / "synth", n_train=1, n_test=2, frames=60,
                     progress=False)
 
 
