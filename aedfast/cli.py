@@ -21,9 +21,10 @@ class CliError(Exception):
 
 
 def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
+    """The command's result: JSON with --json, else the text (--quiet only hides progress)."""
     if getattr(args, "json", False):
         print(json.dumps(payload, indent=2, default=str))
-    elif not getattr(args, "quiet", False) or text.startswith("wrote"):
+    else:
         print(text)
 
 
