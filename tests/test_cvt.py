@@ -28,21 +28,7 @@ TOL = {torch.float32: FP32_TOL, torch.bfloat16: 2e-2, torch.float16: 4e-3}
 
 def make_block(D: int, heads: int, seed: int, dtype=torch.float32) -> Block:
     """A Block with random weights and random BatchNorm statistics (so folding matters)."""
-    blk = Block(D, heads, 2.0)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in blk.named_parameters():
-            if name.endswith(("norm1.weight", "norm2.weight", "bn.weight")):
-                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
-            else:
-                fan_in = p[0].numel() if p.dim() > 1 else 1
-                p.copy_(torch.randn(p.shape, generator=g) / max(fan_in, 1) ** 0.5)
-        for name, b in blk.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(0.3 * torch.randn(b.shape, generator=g))
-            elif name.endswith("running_var"):
-                b.copy_(0.5 + torch.rand(b.shape, generator=g))
-    return blk.eval().to(dtype)
+    return randomize(Block(D, heads, 2.0), seed).to(dtype)
 
 
 def tokens(B: int, T: int, D: int, seed: int) -> torch.Tensor:

@@ -15,8 +15,9 @@ from aedfast.model import encoder_grid, get_preset, random_masking
 from . import reference_aed as ref
 
 
-def randomize(model: AEDMAE, seed: int = 0) -> AEDMAE:
-    """Random weights everywhere, random BatchNorm statistics too (so folding is exercised)."""
+def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random weights everywhere, random BatchNorm statistics too (so folding is exercised);
+    returns the module in eval mode. Works on a whole AEDMAE or on one Block."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
