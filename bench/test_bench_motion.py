@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from aedfast.kernels.motion import motion_token_weights_reference, motion_token_weights_triton
 
+from aedfast.kernels.motion import motion_token_weights_reference, motion_token_weights_triton
 from bench.common import bench_device, copy_bandwidth, device_info, record, sync, time_fn
 
 DEVICE = bench_device()

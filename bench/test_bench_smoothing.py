@@ -12,13 +12,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from aedfast.kernels import smooth_scores
 from aedfast.kernels.smoothing import (
     filter_frame_max_reference,
     filter_frame_max_triton,
     temporal_gaussian_reference,
 )
-
 from bench.common import bench_device, copy_bandwidth, device_info, record, time_fn
 
 WINDOW = (9, 9, 9)

@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
+
 from aedfast.kernels import motion_gradient, motion_token_weights
 from aedfast.kernels.motion import (
     motion_gradient_reference,
@@ -16,7 +18,6 @@ from aedfast.kernels.motion import (
     motion_token_weights_reference,
     motion_token_weights_triton,
 )
-from numpy.lib.stride_tricks import sliding_window_view
 
 RTOL = 1e-6  # weights: within 1e-6 relative (sum orders differ); gradients: exact
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import torch
+
 from aedfast.kernels import StreamingSmoother, anomaly_maps, smooth_scores
 from aedfast.kernels.smoothing import (
     filter_frame_max_reference,
