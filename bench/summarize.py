@@ -19,11 +19,12 @@ def speedup_plot(rows: dict[str, list[dict]], path: Path) -> None:
     labels, values = [], []
     for suite, rs in rows.items():
         for r in rs:
-            s = r.get("speedup")
+            s = r.get("speedup", r.get("torch_speedup"))
             if isinstance(s, (int, float)):
-                case = ", ".join(f"{k}={r[k]}" for k in ("case", "shape", "preset", "batch",
-                                                         "dtype", "streams") if k in r)
-                labels.append(f"{suite}: {case}"[:70])
+                keys = ("mode", "case", "part", "shape", "preset", "batch", "dtype", "precision",
+                        "compile", "source", "streams")
+                case = ", ".join(f"{k}={r[k]}" for k in keys if r.get(k) not in (None, ""))
+                labels.append(f"{suite}: {case}"[:90])
                 values.append(float(s))
     if not values:
         return
