@@ -141,3 +141,17 @@ def test_demo_fast_end_to_end(tmp_path):
     cap = cv2.VideoCapture(res["overlay"])
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) > 0
     assert "wrote" in res["summary"]
+
+
+def test_train_command_and_its_errors(tmp_path, synth, capsys):
+    out = tmp_path / "run"
+    code = main(["train", str(synth), "--dataset", "shanghaitech", "--out", str(out), "--steps",
+                 "2", "--batch-size", "4", "--streams", "2", "--workers", "0", "--quiet"])
+    assert code == 0
+    assert AEDMAE.load(out / "aed_tiny.safetensors").config.name == "tiny"
+    assert "wrote" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    code = main(["train", str(tmp_path / "empty"), "--dataset", "folder", "--out",
+                 str(tmp_path / "run2"), "--steps", "2", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("aedfast train: error:") and len(err.splitlines()) == 1
