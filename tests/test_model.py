@@ -262,3 +262,14 @@ def test_embed_kept_equals_gathered_full_embedding(preset):
         expect = torch.gather(full, 1, ids_keep[..., None].expand(-1, -1, full.shape[-1]))
         got = m.patch_embed.embed_kept(x, ids_keep)
     assert rel_err(got, expect) <= 1e-5
+
+
+def test_parameter_counts_match_the_readme():
+    """The README's preset table: official counts less 130 morphology weights, plus the
+    257-parameter cls head."""
+    from aedfast.model import count_parameters
+
+    presets = ("avenue", "shanghaitech", "tiny")
+    counts = {p: count_parameters(AEDMAE.from_preset(p)) for p in presets}
+    assert counts == {"avenue": 3_042_690 - 130 + 257, "shanghaitech": 2_402_178 - 130 + 257,
+                      "tiny": 358_433}
