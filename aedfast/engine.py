@@ -291,6 +291,19 @@ def cv2_resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.clamp_(0, 255).to(torch.uint8)
 
 
+def _host_resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 [n, H0, W0, 3] CPU tensor -> uint8 [n, H, W, 3]: cv2.resize(INTER_LINEAR) per
+    frame (OpenCV releases the GIL and uses its own threads)."""
+    import cv2
+
+    H, W = int(size[0]), int(size[1])
+    src = frames.contiguous().numpy()
+    out = np.empty((src.shape[0], H, W, 3), dtype=np.uint8)
+    for i in range(src.shape[0]):
+        out[i] = cv2.resize(src[i], (W, H), interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(out)
+
+
 # ----------------------------------------------------------------------------- sources
 
 
@@ -684,8 +697,11 @@ class Detector:
             x = x[..., :3]  # drop alpha
         if channel_order == "rgb":
             x = x.flip(-1)
-        x = x.permute(0, 3, 1, 2)
         H, W = self.config.img_size
+        if x.device.type == "cpu" and tuple(x.shape[1:3]) != (H, W):
+            # on the host OpenCV itself is the reference and ~50x faster than the tensor form
+            return _host_resize(x, (H, W)).permute(0, 3, 1, 2).contiguous()
+        x = x.permute(0, 3, 1, 2)
         if tuple(x.shape[-2:]) == (H, W):
             return x.contiguous()
         step = 64  # bounds the int32 temporaries

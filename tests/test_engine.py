@@ -130,6 +130,14 @@ def test_preprocess_resizes_like_cv2(eager, video):
         np.testing.assert_array_equal(out[i].transpose(1, 2, 0), ref)
 
 
+def test_host_and_tensor_resize_agree(eager, video):
+    """The CPU path resizes with OpenCV on the host; the device path with `cv2_resize`: same
+    bytes, so CPU and GPU runs see the same input."""
+    host = eager.preprocess(video[:3])
+    dev = cv2_resize(torch.from_numpy(video[:3]).permute(0, 3, 1, 2), (64, 128))
+    assert torch.equal(host, dev)
+
+
 def test_preprocess_channels(eager):
     rng = np.random.default_rng(2)
     bgr = rng.integers(0, 256, (2, *FRAME, 3), dtype=np.uint8)
