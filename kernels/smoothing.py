@@ -567,11 +567,11 @@ def smooth_scores(maps: torch.Tensor, lengths: Sequence[int] | torch.Tensor | No
 
 
 class _Stream:
-    """One stream's state: the last maps the 3D filter still needs and the last frame
-    maxima the temporal Gaussian still needs, with absolute frame indices."""
+    """One stream's state: its slot in the smoother's ring of maps and the last frame maxima
+    the temporal Gaussian still needs, with absolute frame indices."""
 
-    def __init__(self) -> None:
-        self.maps: dict[int, torch.Tensor] = {}   # frame index -> [h, w] float32
+    def __init__(self, slot: int) -> None:
+        self.slot = slot           # row of the ring [slots, window[0], h, w]
         self.maxima: dict[int, float] = {}        # frame index -> filtered frame max
         self.n_in = 0      # frames received
         self.n_max = 0     # frames whose filtered max is known
@@ -586,10 +586,16 @@ class StreamingSmoother:
     frames after it went in: the step that feeds frame f + delay returns it. Each score
     equals the offline `smooth_scores` result for the whole stream (start borders handled as
     offline: replicated, or zeros for the official protocol), up to float rounding; `flush`
-    ends a stream with the offline end borders. The 3D filter of all streams' ready frames runs
-    as one batched `aedfast::filter_frame_max` call (Triton on CUDA); the temporal Gaussian is
-    a dot product of `support` numbers per frame, done on the host in float64.
-    Memory per stream: window[0] maps and support frame maxima.
+    ends a stream with the offline end borders.
+
+    Memory: one ring of maps on `device`, [slots, window[0], h, w] float32 (a stream's last
+    window[0] maps; slots grow by doubling as streams join and are reused when they leave),
+    and `support` frame maxima per stream on the host. A step's work is O(window[0]) batched
+    ops whatever the number of streams: the new maps go into the ring with one index_copy_,
+    the temporal part of the separable 3D filter is a weighted sum of window[0] index_selects
+    (temporaries: one [h, w] map per stream), and the spatial part and the frame max run as
+    one `aedfast::filter_frame_max` call (Triton on CUDA). The temporal Gaussian is a dot
+    product of `support` numbers per frame, done on the host in float64.
     """
 
     def __init__(self, h: int, w: int, *, window: tuple[int, int, int] | int | None = (9, 9, 9),
@@ -610,7 +616,10 @@ class StreamingSmoother:
         self.rt = self.window[0] // 2
         self.half = self.support // 2
         self.delay = self.rt + self.half
+        self._wt = window_weights(self.window[0], window_kind)
         self._streams: dict[Hashable, _Stream] = {}
+        self._ring = torch.empty(0, self.window[0], self.h, self.w, device=self.device)
+        self._free: list[int] = []
 
     @property
     def streams(self) -> list[Hashable]:
@@ -621,20 +630,28 @@ class StreamingSmoother:
         """Open a new stream (its first frame will be frame 0)."""
         if stream_id in self._streams:
             raise ValueError(f"stream {stream_id!r} already exists")
-        self._streams[stream_id] = _Stream()
+        if not self._free:
+            n = self._ring.shape[0]
+            grown = self._ring.new_empty((max(4, 2 * n), *self._ring.shape[1:]))
+            grown[:n] = self._ring
+            self._ring = grown
+            self._free = list(range(grown.shape[0] - 1, n - 1, -1))
+        self._streams[stream_id] = _Stream(self._free.pop())
 
     def remove_stream(self, stream_id: Hashable, flush: bool = True) -> list[tuple[int, float]]:
         """Close a stream. With flush (the default) its remaining scores are computed with the
         offline end borders and returned, as `flush` does; flush=False drops them."""
         out = self.flush(stream_id) if flush else []
-        del self._streams[stream_id]
+        self._free.append(self._streams.pop(stream_id).slot)
         return out
 
     def flush(self, stream_id: Hashable) -> list[tuple[int, float]]:
         """Finish a stream at its end: every not yet emitted score, with end borders exactly
         as offline. The stream stays open but takes no further frames (remove it next)."""
         st = self._get(stream_id)
-        self._filter_ready({stream_id: st}, final=True)
+        if st.n_in < 0:
+            return []
+        self._filter_ready([st], final=True)
         out = self._emit(st, final=True)
         st.n_in = -1  # closed for input
         return out
@@ -652,8 +669,8 @@ class StreamingSmoother:
             if ids is None or maps.dim() != 3 or maps.shape[0] != len(ids):
                 raise ValueError("a batched step needs maps [S, h, w] and ids of length S")
             maps = dict(zip(ids, maps.unbind(0)))
-        fed: dict[Hashable, _Stream] = {}
-        for sid, m in maps.items():
+        fed: dict[Hashable, tuple[_Stream, torch.Tensor]] = {}
+        for sid, m in maps.items():  # check every stream before any state changes
             st = self._get(sid)
             if st.n_in < 0:
                 raise ValueError(f"stream {sid!r} was flushed; add a new stream")
@@ -664,12 +681,22 @@ class StreamingSmoother:
             frames = m.detach().to(self.device, torch.float32).reshape(-1, self.h, self.w)
             if not bool(torch.isfinite(frames).all()):
                 raise ValueError(f"stream {sid!r}: maps contain NaN or inf")
-            for f in frames:
-                st.maps[st.n_in] = f
+            fed[sid] = (st, frames)
+        out: dict[Hashable, list[tuple[int, float]]] = {sid: [] for sid in fed}
+        kt = self.window[0]
+        # one frame per stream at a time: the ring holds exactly the window a frame needs
+        for j in range(max((f.shape[0] for _, f in fed.values()), default=0)):
+            sub = [(sid, st, f[j]) for sid, (st, f) in fed.items() if f.shape[0] > j]
+            pos = torch.tensor([st.slot * kt + st.n_in % kt for _, st, _ in sub],
+                               dtype=torch.int64, device=self.device)
+            self._ring.view(-1, self.h, self.w).index_copy_(
+                0, pos, torch.stack([f for _, _, f in sub]))
+            for _, st, _ in sub:
                 st.n_in += 1
-            fed[sid] = st
-        self._filter_ready(fed, final=False)
-        return {sid: self._emit(st, final=False) for sid, st in fed.items()}
+            self._filter_ready([st for _, st, _ in sub], final=False)
+            for sid, st, _ in sub:
+                out[sid] += self._emit(st, final=False)
+        return out
 
     # -- internals -----------------------------------------------------------------------
 
@@ -678,33 +705,34 @@ class StreamingSmoother:
             raise KeyError(f"unknown stream {stream_id!r}; call add_stream first")
         return self._streams[stream_id]
 
-    def _filter_ready(self, streams: Mapping[Hashable, _Stream], final: bool) -> None:
-        """Filtered maxima of every frame whose temporal window is complete, all streams in one
-        batched call: each frame's window (indices clamped to the stream = replicate borders)
-        is packed as a video of window[0] frames, of which the op filters the middle one."""
-        jobs: list[tuple[_Stream, int]] = []
-        volumes: list[torch.Tensor] = []
+    def _filter_ready(self, streams: Sequence[_Stream], final: bool) -> None:
+        """Filtered maxima of every frame whose temporal window is complete, all streams at
+        once. The window's frames (indices clamped to the stream = replicate borders) are read
+        from the ring, weighted and summed (the temporal pass of the separable filter), then
+        one filter_frame_max call runs the spatial passes and the max."""
         kt = self.window[0]
-        for st in streams.values():
+        jobs: list[tuple[_Stream, int]] = []
+        rows: list[list[int]] = []
+        for st in streams:
             last = st.n_in - 1
             ready = st.n_in if final else st.n_in - self.rt
             for f in range(st.n_max, ready):
-                idx = [min(max(f + k - self.rt, 0), last) for k in range(kt)]
-                volumes.append(torch.stack([st.maps[i] for i in idx]))
+                rows.append([st.slot * kt + min(max(f + k - self.rt, 0), last) % kt
+                             for k in range(kt)])
                 jobs.append((st, f))
         if not jobs:
             return
-        vol = torch.cat(volumes)
-        lens = torch.full((len(jobs),), kt, dtype=torch.int64, device=vol.device)
-        maxima = torch.ops.aedfast.filter_frame_max(vol, lens, list(self.window),
+        ring = self._ring.view(-1, self.h, self.w)
+        idx = torch.tensor(rows, dtype=torch.int64, device=self.device).t().contiguous()
+        acc = ring.index_select(0, idx[0]).mul_(self._wt[0])
+        for k in range(1, kt):
+            acc.add_(ring.index_select(0, idx[k]), alpha=self._wt[k])
+        lens = torch.ones(len(jobs), dtype=torch.int64, device=self.device)
+        maxima = torch.ops.aedfast.filter_frame_max(acc, lens, [1, *self.window[1:]],
                                                     self.window_kind, True).tolist()
         for (st, f), mx in zip(jobs, maxima):
             st.maxima[f] = mx
             st.n_max = f + 1
-        for st in streams.values():
-            # keep the maps the next frames' windows need (the last 2*rt+1)
-            for i in [i for i in st.maps if i < st.n_max - self.rt]:
-                del st.maps[i]
 
     def _emit(self, st: _Stream, final: bool) -> list[tuple[int, float]]:
         out: list[tuple[int, float]] = []

@@ -140,6 +140,12 @@ def test_filter_max_centre_only(device, kind):
     got = filter_frame_max_triton(maps.to(device), lens.to(device), (5, 3, 3), kind,
                                   centre_only=True)
     _close(got, want)
+    # what StreamingSmoother calls after its temporal pass: one-frame videos, a 2-D window
+    ones = torch.ones(15, dtype=torch.int64)
+    want2 = np_filter_max(maps.numpy(), [1] * 15, (1, 3, 5), kind)
+    _close(filter_frame_max_reference(maps, ones, (1, 3, 5), kind, centre_only=True), want2)
+    _close(filter_frame_max_triton(maps.to(device), ones.to(device), (1, 3, 5), kind,
+                                   centre_only=True), want2)
 
 
 # -- temporal Gaussian -------------------------------------------------------------------
@@ -386,3 +392,19 @@ def test_maps_to_scores_pipeline():
     want = np_smooth(maps.numpy(), [4, 2], (3, 1, 3), "box", 1.0, 3, "centered")
     np.testing.assert_allclose(scores.numpy(), want, rtol=1e-5, atol=1e-6)
     assert math.isfinite(float(scores.sum()))
+
+
+def test_streaming_ring_reuses_slots():
+    """Streams that leave free their ring rows for the next ones: the ring grows with the
+    most streams open at once, not with the streams ever seen."""
+    sm = StreamingSmoother(4, 4, window=(3, 3, 3), sigma=None, support=None)
+    for i in range(5):
+        sm.add_stream(i)
+    rows = sm._ring.shape[0]
+    assert rows >= 5 and sm._ring.shape[1:] == (3, 4, 4)
+    for rnd in range(20):
+        sm.step(_maps(5, 4, 4, seed=rnd), ids=sm.streams)
+        gone = sm.streams[0]
+        sm.remove_stream(gone)
+        sm.add_stream(100 + rnd)
+    assert sm._ring.shape[0] == rows
