@@ -355,22 +355,24 @@ def out_mlp_triton(x: torch.Tensor, attn: torch.Tensor, proj_w: torch.Tensor,
 def qkv_reference(x: torch.Tensor, ln1_w: torch.Tensor, ln1_b: torch.Tensor,
                   conv_w: torch.Tensor, conv_b: torch.Tensor, qkv_w: torch.Tensor,
                   qkv_b: torch.Tensor, h: int, w: int, has_cls: bool = True) -> torch.Tensor:
-    """Folded PyTorch `cvt_qkv`: LN1, one grouped conv for q/k/v (output channel 3c + j),
-    cls pass-through, three 2-D matmuls. x [B, T, D] -> [3, B, T, D] contiguous.
+    """Folded PyTorch `cvt_qkv`: LN1, three depthwise 3x3 convs (q, k, v), cls pass-through,
+    three 2-D matmuls. x [B, T, D] -> [3, B, T, D] contiguous.
 
-    Written for the CPU fast path (inference only: `out=` writes, no autograd): the conv
-    output is copied once into a preallocated [3, B, T, D] (no cat), and each projection is
-    one plain addmm on a contiguous [B*T, D] slice (~1.9x the rate of a bias-broadcast baddbmm
-    here)."""
+    Written for the CPU fast path (inference only: in-place writes, no autograd): one
+    depthwise conv per projection (oneDNN's depthwise kernel; ~4x faster here than a single
+    grouped conv with 3 outputs per channel), their outputs copied once into a preallocated
+    [3, B, T, D] (no cat), and each projection one plain addmm on a contiguous [B*T, D] slice
+    (~1.9x the rate of a bias-broadcast baddbmm here)."""
     B, T, D = x.shape
     dt = x.dtype
     xn = F.layer_norm(x, (D,), ln1_w.to(dt), ln1_b.to(dt), LN_EPS)
     c = int(has_cls)
-    grid = xn[:, c:].transpose(1, 2).reshape(B, D, h, w)
-    conv = F.conv2d(grid, conv_w.to(dt).view(3 * D, 1, 3, 3), conv_b.to(dt).reshape(3 * D),
-                    padding=1, groups=D)
+    grid = xn[:, c:].transpose(1, 2).reshape(B, D, h, w)  # channels-last view of the tokens
     seq = x.new_empty(3, B, T, D)
-    seq[:, :, c:] = conv.view(B, D, 3, h * w).permute(2, 0, 3, 1)
+    for j in range(3):
+        conv = F.conv2d(grid, conv_w[:, j].to(dt).reshape(D, 1, 3, 3).contiguous(),
+                        conv_b[:, j].to(dt).contiguous(), padding=1, groups=D)
+        seq[j, :, c:] = conv.flatten(2).transpose(1, 2)
     if has_cls:
         seq[:, :, 0] = xn[:, 0]
     out = x.new_empty(3, B, T, D)
