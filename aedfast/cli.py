@@ -92,7 +92,8 @@ def _load_detector(args: argparse.Namespace):
     spec = args.checkpoint
     if spec is None:
         raise CliError("--checkpoint is required (an aedfast .safetensors or official .pth)")
-    kwargs = {"batch_size": args.batch_size, "compile": not args.no_compile}
+    kwargs = {"batch_size": args.batch_size, "compile": not args.no_compile,
+              "precision": args.precision}
     if args.device:
         kwargs["device"] = args.device
     if args.student:
@@ -209,6 +210,8 @@ def _add_detector_args(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     p.add_argument("--batch-size", type=int, default=64, help="frames per model step")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="model precision (auto: bf16 on CUDA, fp32 on the CPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:

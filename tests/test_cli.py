@@ -99,6 +99,24 @@ def test_score_video_file_writes_csv_json_plot(tmp_path, tiny_ckpt, synth):
     assert (out / f"{stem}_scores.png").stat().st_size > 1000
 
 
+def test_score_precision_flag(tmp_path, tiny_ckpt, synth):
+    """--precision bf16 reaches the Detector: scores move (bf16 rounding) but stay within the
+    documented tolerance of fp32."""
+    video = next((synth / "training" / "videos").glob("*.avi"))
+    got = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        assert main(["score", str(video), "-c", str(tiny_ckpt), "--out", str(out), "--quiet",
+                     "--no-compile", "--batch-size", "8", "--precision", precision]) == 0
+        got[precision] = np.array(json.loads((out / f"{video.stem}_scores.json").read_text())
+                                  ["scores"])
+    a, b = got["fp32"], got["bf16"]
+    assert not np.array_equal(a, b)
+    assert np.abs(a - b).max() <= 1e-2 * np.abs(a).max()
+    with pytest.raises(SystemExit):
+        main(["score", str(video), "-c", str(tiny_ckpt), "--precision", "fp16"])
+
+
 def test_evaluate_and_eval_command(tmp_path, tiny_ckpt, synth, capsys):
     ds = open_dataset(synth, "shanghaitech")
     det = aedfast.Detector(tiny_ckpt, compile=False, batch_size=8)
