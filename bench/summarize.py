@@ -43,6 +43,8 @@ def speedup_plot(rows: dict[str, list[dict]], path: Path) -> None:
 def main(folder: str, command: str = "") -> None:
     out = Path(folder)
     rows = load_rows(out)
+    if not rows and (out / "results.json").is_file():  # re-summarise (e.g. to add CMD)
+        rows = json.loads((out / "results.json").read_text())["rows"]
     meta = rows.get("ceilings", [{}])[0]
     (out / "results.json").write_text(json.dumps({"command": command, "device": meta,
                                                   "rows": rows}, indent=1))

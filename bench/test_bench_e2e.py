@@ -13,7 +13,7 @@ Rows (bench.common.record, suite "e2e"):
   streams on the CPU; the step latency is the wall time of one `step` (all streams' frames),
   so a frame's score is out delay_frames camera frame intervals + one step after it arrives.
 
-Timing: after one warm-up run each, the paths run REPEATS interleaved rounds (so drift of a
+Timing: after one warm-up run each, the paths run REPEATS[device] interleaved rounds (so drift of a
 shared machine hits them alike); a row gives each path's median round and every round's
 frames/s (fps_runs, eager_fps_runs). eager_sys_share is the share of the eager runs' CPU time
 spent in the kernel: on the CPU that is page faults of the eager attention's fresh
@@ -41,7 +41,7 @@ from bench.common import bench_device, device_info, record
 NATIVE = {"avenue": (360, 640), "shanghaitech": (480, 856)}
 GPU_BATCHES = (1, 8, 64, 256)
 CPU_BATCHES = (8,)
-REPEATS = 3
+REPEATS = {"cpu": 3, "cuda": 1}  # rounds per path: a shared CPU drifts, a GPU hardly
 
 _DETECTORS: dict = {}
 
@@ -182,7 +182,7 @@ def test_bench_e2e(benchmark, preset, batch):
     # REPEATS rounds, the paths interleaved so that drift of a shared machine hits them alike;
     # each path's median round is reported, with every round's frames/s
     runs: dict = {"eager": [], **{name: [] for name, _ in sources}, **{c: [] for c, _ in bf16}}
-    for _ in range(REPEATS):
+    for _ in range(REPEATS[device.type]):
         runs["eager"].append(_once(eager, frames[:n_eager], device))
         for name, src in sources:
             runs[name].append(_once(fast, src, device))
