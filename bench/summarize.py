@@ -1,5 +1,8 @@
 """Merge the suites' JSON-lines rows in a results folder into results.json, results.md and
-results.png (speed-up over eager per case). Usage: python -m bench.summarize DIR [CMD]"""
+results.png (speed-up over eager per case). Usage: python -m bench.summarize DIR [CMD]
+
+Rows already in DIR/results.json are kept unless a new JSON-lines file of the same suite
+replaces them (so a suite can be re-run into a summarised folder)."""
 
 from __future__ import annotations
 
@@ -42,9 +45,10 @@ def speedup_plot(rows: dict[str, list[dict]], path: Path) -> None:
 
 def main(folder: str, command: str = "") -> None:
     out = Path(folder)
-    rows = load_rows(out)
-    if not rows and (out / "results.json").is_file():  # re-summarise (e.g. to add CMD)
+    rows = {}
+    if (out / "results.json").is_file():  # an earlier summary: new rows replace its suites
         rows = json.loads((out / "results.json").read_text())["rows"]
+    rows.update(load_rows(out))
     meta = rows.get("ceilings", [{}])[0]
     (out / "results.json").write_text(json.dumps({"command": command, "device": meta,
                                                   "rows": rows}, indent=1))
