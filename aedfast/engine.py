@@ -4,7 +4,7 @@ Data flows one way: frames -> pre-processing -> model -> pixel maps -> smoothing
 
 Pre-processing (SPEC §2), once per frame: frames come as uint8 (H0 x W0 x 3, BGR as OpenCV
 reads them) and are resized to the preset's size as ``cv2.resize(INTER_LINEAR)`` does. On
-the CPU that is OpenCV itself, frame by frame on the host (~50x faster than the tensor
+the CPU that is OpenCV itself, frame by frame on the host (far cheaper than the tensor
 form). On CUDA the frames are uploaded as uint8 and resized on the device by `cv2_resize`,
 which reproduces ``cv2.resize(..., interpolation=cv2.INTER_LINEAR)`` of the official pipeline
 in integer arithmetic: half-pixel sampling without anti-aliasing (what
@@ -701,7 +701,7 @@ class Detector:
             x = x.flip(-1)
         H, W = self.config.img_size
         if x.device.type == "cpu" and tuple(x.shape[1:3]) != (H, W):
-            # on the host OpenCV itself is the reference and ~50x faster than the tensor form
+            # on the host OpenCV itself is the reference, and far cheaper than the tensor form
             return _host_resize(x, (H, W)).permute(0, 3, 1, 2).contiguous()
         x = x.permute(0, 3, 1, 2)
         if tuple(x.shape[-2:]) == (H, W):
