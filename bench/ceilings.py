@@ -1,6 +1,7 @@
 """Measure the device's two ceilings (METHOD: copy bandwidth, bf16 matmul rate), plus the
-attention rate at the avenue model's two shapes, and record them with the device's name, driver and versions. Usage: python -m bench.ceilings
-(writes a row to $AEDFAST_BENCH_OUT/ceilings.jsonl when that is set)."""
+attention rate at the avenue model's two shapes, and record them with the device's name,
+driver and versions. Usage: python -m bench.ceilings (writes a row to
+$AEDFAST_BENCH_OUT/ceilings.jsonl when that is set)."""
 
 from __future__ import annotations
 
