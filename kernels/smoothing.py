@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -165,6 +166,9 @@ def _separable_filter(x: torch.Tensor, weights: Sequence[list[float]]) -> torch.
     return x
 
 
+_BATCH_VALUES = 1 << 24  # values per batched pass of the reference filter (~64 MB float32)
+
+
 def filter_frame_max_reference(maps: torch.Tensor, lengths: torch.Tensor,
                                window: Sequence[int], kind: str = "box",
                                centre_only: bool = False) -> torch.Tensor:
@@ -173,6 +177,9 @@ def filter_frame_max_reference(maps: torch.Tensor, lengths: torch.Tensor,
     maps [N, H, W] float, lengths [V] int (sum N). Returns float32 [N] (the max of every
     filtered frame) or, with centre_only, [V] (only frame lengths//2 of each video: the
     streaming path, which packs one window per video).
+
+    Videos of equal length are filtered together, in batches of up to ~2^24 values (the
+    streaming smoother's thousands of one-frame videos become a few batched passes).
     """
     x_all = maps.float()
     if not bool(torch.isfinite(x_all).all()):
@@ -180,24 +187,40 @@ def filter_frame_max_reference(maps: torch.Tensor, lengths: torch.Tensor,
     kt, kh, kw = (int(k) for k in window)
     weights = [window_weights(k, kind) for k in (kt, kh, kw)]
     rt, ry, rx = kt // 2, kh // 2, kw // 2
-    outs = []
-    for v in torch.split(x_all, [int(n) for n in lengths.tolist()]):
-        if centre_only:
-            # Only the middle frame: its temporal window, then the 2-D filter.
-            mid = v.shape[0] // 2
-            idx = (torch.arange(kt, device=v.device) + mid - rt).clamp(0, v.shape[0] - 1)
-            wt = torch.tensor(weights[0], dtype=v.dtype, device=v.device)
-            v = (v[idx] * wt[:, None, None]).sum(0, keepdim=True)
-            pad = (rx, rx, ry, ry, 0, 0)
-            filt = _separable_filter(F.pad(v[None, None], pad, mode="replicate"),
-                                     [[1.0], weights[1], weights[2]])
-        else:
-            pad = (rx, rx, ry, ry, rt, rt)
-            filt = _separable_filter(F.pad(v[None, None], pad, mode="replicate"), weights)
-        outs.append(filt[0, 0].amax(dim=(1, 2)))
-    if not outs:
+    lens = [int(n) for n in lengths.tolist()]
+    if not lens:
         return x_all.new_empty(0)
-    return torch.cat(outs)
+    H, W = x_all.shape[-2:]
+    starts = [0]
+    for n in lens[:-1]:
+        starts.append(starts[-1] + n)
+    out = x_all.new_empty(len(lens) if centre_only else x_all.shape[0])
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(lens):
+        groups.setdefault(n, []).append(i)
+    for n, members in groups.items():
+        per = max(1, _BATCH_VALUES // max(1, n * H * W))
+        for c in range(0, len(members), per):
+            ids = members[c:c + per]
+            idx = torch.tensor([starts[i] for i in ids], device=x_all.device)
+            rows = (idx[:, None] + torch.arange(n, device=x_all.device)).reshape(-1)
+            v = x_all.index_select(0, rows).view(len(ids), 1, n, H, W)
+            if centre_only:
+                # Only the middle frame: its temporal window, then the 2-D filter.
+                t = (torch.arange(kt, device=v.device) + n // 2 - rt).clamp(0, n - 1)
+                wt = torch.tensor(weights[0], dtype=v.dtype, device=v.device)
+                v = (v[:, :, t] * wt[:, None, None]).sum(2, keepdim=True)
+                filt = _separable_filter(F.pad(v, (rx, rx, ry, ry, 0, 0), mode="replicate"),
+                                         [[1.0], weights[1], weights[2]])
+            else:
+                filt = _separable_filter(F.pad(v, (rx, rx, ry, ry, rt, rt), mode="replicate"),
+                                         weights)
+            peaks = filt[:, 0].amax(dim=(2, 3))  # [videos, frames filtered]
+            if centre_only:
+                out[torch.tensor(ids, device=out.device)] = peaks[:, 0]
+            else:
+                out[rows] = peaks.reshape(-1)
+    return out
 
 
 def temporal_gaussian_reference(scores: torch.Tensor, lengths: torch.Tensor, support: int,
@@ -567,12 +590,11 @@ def smooth_scores(maps: torch.Tensor, lengths: Sequence[int] | torch.Tensor | No
 
 
 class _Stream:
-    """One stream's state: its slot in the smoother's ring of maps and the last frame maxima
-    the temporal Gaussian still needs, with absolute frame indices."""
+    """One stream's state: its row in the smoother's rings (maps on the device, filtered frame
+    maxima on the host) and its counters of absolute frame indices."""
 
     def __init__(self, slot: int) -> None:
-        self.slot = slot           # row of the ring [slots, window[0], h, w]
-        self.maxima: dict[int, float] = {}        # frame index -> filtered frame max
+        self.slot = slot   # row of the rings
         self.n_in = 0      # frames received
         self.n_max = 0     # frames whose filtered max is known
         self.n_out = 0     # frames whose score was emitted
@@ -590,12 +612,13 @@ class StreamingSmoother:
 
     Memory: one ring of maps on `device`, [slots, window[0], h, w] float32 (a stream's last
     window[0] maps; slots grow by doubling as streams join and are reused when they leave),
-    and `support` frame maxima per stream on the host. A step's work is O(window[0]) batched
-    ops whatever the number of streams: the new maps go into the ring with one index_copy_,
-    the temporal part of the separable 3D filter is a weighted sum of window[0] index_selects
-    (temporaries: one [h, w] map per stream), and the spatial part and the frame max run as
-    one `aedfast::filter_frame_max` call (Triton on CUDA). The temporal Gaussian is a dot
-    product of `support` numbers per frame, done on the host in float64.
+    and a host ring of each stream's last support + window[0]//2 + 2 frame maxima. A step's
+    work is O(window[0]) batched ops whatever the number of streams: the new maps go into the
+    ring with one index_copy_, the temporal part of the separable 3D filter is a weighted sum
+    of window[0] index_selects (temporaries: one [h, w] map per stream), the spatial part and
+    the frame max run as one `aedfast::filter_frame_max` call (Triton on CUDA), and the
+    temporal Gaussian of every stream's ready frame is one float64 matrix-vector product on
+    the host.
     """
 
     def __init__(self, h: int, w: int, *, window: tuple[int, int, int] | int | None = (9, 9, 9),
@@ -619,6 +642,10 @@ class StreamingSmoother:
         self._wt = window_weights(self.window[0], window_kind)
         self._streams: dict[Hashable, _Stream] = {}
         self._ring = torch.empty(0, self.window[0], self.h, self.w, device=self.device)
+        # frame maxima ring: wide enough for a flush (window[0]//2 + 1 new maxima at once)
+        self._R = self.support + self.rt + 2
+        self._mx = np.zeros((0, self._R), dtype=np.float64)
+        self._w = np.asarray(self.weights, dtype=np.float64)
         self._free: list[int] = []
 
     @property
@@ -635,6 +662,7 @@ class StreamingSmoother:
             grown = self._ring.new_empty((max(4, 2 * n), *self._ring.shape[1:]))
             grown[:n] = self._ring
             self._ring = grown
+            self._mx = np.concatenate([self._mx, np.zeros((grown.shape[0] - n, self._R))])
             self._free = list(range(grown.shape[0] - 1, n - 1, -1))
         self._streams[stream_id] = _Stream(self._free.pop())
 
@@ -652,7 +680,7 @@ class StreamingSmoother:
         if st.n_in < 0:
             return []
         self._filter_ready([st], final=True)
-        out = self._emit(st, final=True)
+        out = self._emit([st], final=True)[0]
         st.n_in = -1  # closed for input
         return out
 
@@ -678,24 +706,30 @@ class StreamingSmoother:
                     or tuple(m.shape[-2:]) != (self.h, self.w):
                 raise ValueError(f"stream {sid!r}: maps must be [{self.h}, {self.w}] or "
                                  f"[k, {self.h}, {self.w}]")
-            frames = m.detach().to(self.device, torch.float32).reshape(-1, self.h, self.w)
-            if not bool(torch.isfinite(frames).all()):
-                raise ValueError(f"stream {sid!r}: maps contain NaN or inf")
-            fed[sid] = (st, frames)
+            fed[sid] = (st, m.detach().to(self.device, torch.float32).reshape(-1, self.h, self.w))
+        # one frame per stream at a time (the ring holds exactly the window a frame needs);
+        # each sub-step's frames are stacked once and checked for NaN/inf in one pass
+        subs = []
+        for j in range(max((f.shape[0] for _, f in fed.values()), default=0)):
+            sub = [(sid, st) for sid, (st, f) in fed.items() if f.shape[0] > j]
+            frames = torch.stack([fed[sid][1][j] for sid, _ in sub])
+            finite = torch.isfinite(frames).flatten(1).all(1)
+            if not bool(finite.all()):
+                bad = sub[int((~finite).nonzero()[0, 0])][0]
+                raise ValueError(f"stream {bad!r}: maps contain NaN or inf")
+            subs.append((sub, frames))
         out: dict[Hashable, list[tuple[int, float]]] = {sid: [] for sid in fed}
         kt = self.window[0]
-        # one frame per stream at a time: the ring holds exactly the window a frame needs
-        for j in range(max((f.shape[0] for _, f in fed.values()), default=0)):
-            sub = [(sid, st, f[j]) for sid, (st, f) in fed.items() if f.shape[0] > j]
-            pos = torch.tensor([st.slot * kt + st.n_in % kt for _, st, _ in sub],
+        for sub, frames in subs:
+            pos = torch.tensor([st.slot * kt + st.n_in % kt for _, st in sub],
                                dtype=torch.int64, device=self.device)
-            self._ring.view(-1, self.h, self.w).index_copy_(
-                0, pos, torch.stack([f for _, _, f in sub]))
-            for _, st, _ in sub:
+            self._ring.view(-1, self.h, self.w).index_copy_(0, pos, frames)
+            for _, st in sub:
                 st.n_in += 1
-            self._filter_ready([st for _, st, _ in sub], final=False)
-            for sid, st, _ in sub:
-                out[sid] += self._emit(st, final=False)
+            streams = [st for _, st in sub]
+            self._filter_ready(streams, final=False)
+            for (sid, _), scores in zip(sub, self._emit(streams, final=False)):
+                out[sid] += scores
         return out
 
     # -- internals -----------------------------------------------------------------------
@@ -711,43 +745,52 @@ class StreamingSmoother:
         from the ring, weighted and summed (the temporal pass of the separable filter), then
         one filter_frame_max call runs the spatial passes and the max."""
         kt = self.window[0]
-        jobs: list[tuple[_Stream, int]] = []
-        rows: list[list[int]] = []
+        slot, frame, last = [], [], []
         for st in streams:
-            last = st.n_in - 1
             ready = st.n_in if final else st.n_in - self.rt
             for f in range(st.n_max, ready):
-                rows.append([st.slot * kt + min(max(f + k - self.rt, 0), last) % kt
-                             for k in range(kt)])
-                jobs.append((st, f))
-        if not jobs:
+                slot.append(st.slot)
+                frame.append(f)
+                last.append(st.n_in - 1)
+        if not frame:
             return
+        slot_a, f_a = np.asarray(slot), np.asarray(frame)
+        j = np.clip(f_a[:, None] + np.arange(kt) - self.rt, 0, np.asarray(last)[:, None])
+        idx = torch.from_numpy(np.ascontiguousarray((slot_a[:, None] * kt + j % kt).T))
+        idx = idx.to(self.device)
         ring = self._ring.view(-1, self.h, self.w)
-        idx = torch.tensor(rows, dtype=torch.int64, device=self.device).t().contiguous()
         acc = ring.index_select(0, idx[0]).mul_(self._wt[0])
         for k in range(1, kt):
             acc.add_(ring.index_select(0, idx[k]), alpha=self._wt[k])
-        lens = torch.ones(len(jobs), dtype=torch.int64, device=self.device)
+        lens = torch.ones(len(frame), dtype=torch.int64, device=self.device)
         maxima = torch.ops.aedfast.filter_frame_max(acc, lens, [1, *self.window[1:]],
-                                                    self.window_kind, True).tolist()
-        for (st, f), mx in zip(jobs, maxima):
-            st.maxima[f] = mx
-            st.n_max = f + 1
+                                                    self.window_kind, True)
+        self._mx[slot_a, f_a % self._R] = maxima.double().cpu().numpy()
+        for st in streams:
+            st.n_max = max(st.n_max, st.n_in if final else st.n_in - self.rt)
 
-    def _emit(self, st: _Stream, final: bool) -> list[tuple[int, float]]:
-        out: list[tuple[int, float]] = []
-        ready = st.n_max if final else st.n_max - self.half
-        last = st.n_max - 1
-        for g in range(st.n_out, ready):
-            acc = 0.0
-            for k, wk in enumerate(self.weights):
-                j = g + k - self.half
-                if self.protocol == "centered" or not self.temporal:
-                    acc += wk * st.maxima[min(max(j, 0), last)]
-                elif 0 <= j <= last:
-                    acc += wk * st.maxima[j]
-            out.append((g, float(torch.tensor(acc, dtype=torch.float32))))
-        st.n_out = max(st.n_out, ready)
-        for j in [j for j in st.maxima if j < st.n_out - self.half]:
-            del st.maxima[j]
+    def _emit(self, streams: Sequence[_Stream], final: bool) -> list[list[tuple[int, float]]]:
+        """The scores that became final, per stream: the temporal Gaussian of each ready
+        frame's maxima (replicated borders for "centered", zeros for "official"), all
+        streams' frames in one float64 product, rounded to float32."""
+        slot, frame, last, owner = [], [], [], []
+        for i, st in enumerate(streams):
+            ready = st.n_max if final else st.n_max - self.half
+            for g in range(st.n_out, ready):
+                slot.append(st.slot)
+                frame.append(g)
+                last.append(st.n_max - 1)
+                owner.append(i)
+            st.n_out = max(st.n_out, ready)
+        out: list[list[tuple[int, float]]] = [[] for _ in streams]
+        if not frame:
+            return out
+        g_a, last_a = np.asarray(frame), np.asarray(last)[:, None]
+        j = g_a[:, None] + np.arange(self.support) - self.half
+        vals = self._mx[np.asarray(slot)[:, None], np.clip(j, 0, last_a) % self._R]
+        if self.protocol != "centered" and self.temporal:
+            vals = np.where((j >= 0) & (j <= last_a), vals, 0.0)  # zero padding
+        scores = (vals @ self._w).astype(np.float32).tolist()
+        for i, g, sc in zip(owner, frame, scores):
+            out[i].append((g, sc))
         return out

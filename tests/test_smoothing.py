@@ -408,3 +408,22 @@ def test_streaming_ring_reuses_slots():
         sm.remove_stream(gone)
         sm.add_stream(100 + rnd)
     assert sm._ring.shape[0] == rows
+
+
+@pytest.mark.parametrize("centre_only", [False, True])
+def test_reference_batches_videos_of_equal_length(monkeypatch, centre_only):
+    """Videos of equal length are filtered in batches; any batch size gives the per-video
+    result (numpy), in the videos' order, with lengths interleaved."""
+    import aedfast.kernels.smoothing as sm_mod
+
+    lengths = [3, 5, 3, 1, 5, 3]
+    maps = _maps(sum(lengths), 6, 7, seed=41)
+    lens = torch.tensor(lengths)
+    want = np_filter_max(maps.numpy(), lengths, (3, 3, 3), "gaussian")
+    if centre_only:
+        starts = np.cumsum([0] + lengths[:-1])
+        want = want[[s + n // 2 for s, n in zip(starts, lengths)]]
+    for batch_values in (1, 6 * 7 * 5 * 2, 1 << 24):
+        monkeypatch.setattr(sm_mod, "_BATCH_VALUES", batch_values)
+        got = filter_frame_max_reference(maps, lens, (3, 3, 3), "gaussian", centre_only)
+        _close(got, want)
