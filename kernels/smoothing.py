@@ -166,7 +166,7 @@ def _separable_filter(x: torch.Tensor, weights: Sequence[list[float]]) -> torch.
     return x
 
 
-_BATCH_VALUES = 1 << 24  # values per batched pass of the reference filter (~64 MB float32)
+_BATCH_VALUES = 1 << 18  # values per batched pass of the reference filter: 1 MB, cache-sized
 
 
 def filter_frame_max_reference(maps: torch.Tensor, lengths: torch.Tensor,
@@ -178,8 +178,9 @@ def filter_frame_max_reference(maps: torch.Tensor, lengths: torch.Tensor,
     filtered frame) or, with centre_only, [V] (only frame lengths//2 of each video: the
     streaming path, which packs one window per video).
 
-    Videos of equal length are filtered together, in batches of up to ~2^24 values (the
-    streaming smoother's thousands of one-frame videos become a few batched passes).
+    Videos of equal length are filtered together, in batches of up to _BATCH_VALUES values
+    (about a core's cache: bigger batches ran slower), so the streaming smoother's thousands
+    of one-frame token maps become a few batched passes.
     """
     x_all = maps.float()
     if not bool(torch.isfinite(x_all).all()):
@@ -202,9 +203,14 @@ def filter_frame_max_reference(maps: torch.Tensor, lengths: torch.Tensor,
         per = max(1, _BATCH_VALUES // max(1, n * H * W))
         for c in range(0, len(members), per):
             ids = members[c:c + per]
-            idx = torch.tensor([starts[i] for i in ids], device=x_all.device)
-            rows = (idx[:, None] + torch.arange(n, device=x_all.device)).reshape(-1)
-            v = x_all.index_select(0, rows).view(len(ids), 1, n, H, W)
+            first = starts[ids[0]]
+            if starts[ids[-1]] - first == (len(ids) - 1) * n:  # consecutive videos: a view
+                rows = torch.arange(first, first + len(ids) * n, device=x_all.device)
+                v = x_all[first:first + len(ids) * n].view(len(ids), 1, n, H, W)
+            else:
+                idx = torch.tensor([starts[i] for i in ids], device=x_all.device)
+                rows = (idx[:, None] + torch.arange(n, device=x_all.device)).reshape(-1)
+                v = x_all.index_select(0, rows).view(len(ids), 1, n, H, W)
             if centre_only:
                 # Only the middle frame: its temporal window, then the 2-D filter.
                 t = (torch.arange(kt, device=v.device) + n // 2 - rt).clamp(0, n - 1)
