@@ -700,31 +700,38 @@ class StreamingSmoother:
         during the first `delay` frames).
         """
         if isinstance(maps, torch.Tensor):
-            if ids is None or maps.dim() != 3 or maps.shape[0] != len(ids):
-                raise ValueError("a batched step needs maps [S, h, w] and ids of length S")
-            maps = dict(zip(ids, maps.unbind(0)))
-        fed: dict[Hashable, tuple[_Stream, torch.Tensor]] = {}
-        for sid, m in maps.items():  # check every stream before any state changes
-            st = self._get(sid)
-            if st.n_in < 0:
-                raise ValueError(f"stream {sid!r} was flushed; add a new stream")
-            if not isinstance(m, torch.Tensor) or m.dim() not in (2, 3) \
-                    or tuple(m.shape[-2:]) != (self.h, self.w):
-                raise ValueError(f"stream {sid!r}: maps must be [{self.h}, {self.w}] or "
-                                 f"[k, {self.h}, {self.w}]")
-            fed[sid] = (st, m.detach().to(self.device, torch.float32).reshape(-1, self.h, self.w))
-        # one frame per stream at a time (the ring holds exactly the window a frame needs);
-        # each sub-step's frames are stacked once and checked for NaN/inf in one pass
-        subs = []
-        for j in range(max((f.shape[0] for _, f in fed.values()), default=0)):
-            sub = [(sid, st) for sid, (st, f) in fed.items() if f.shape[0] > j]
-            frames = torch.stack([fed[sid][1][j] for sid, _ in sub])
-            finite = torch.isfinite(frames).flatten(1).all(1)
-            if not bool(finite.all()):
-                bad = sub[int((~finite).nonzero()[0, 0])][0]
-                raise ValueError(f"stream {bad!r}: maps contain NaN or inf")
-            subs.append((sub, frames))
-        out: dict[Hashable, list[tuple[int, float]]] = {sid: [] for sid in fed}
+            # the batched form: one frame per stream, checked and converted in one go
+            if ids is None or maps.dim() != 3 or maps.shape[0] != len(ids) \
+                    or tuple(maps.shape[1:]) != (self.h, self.w):
+                raise ValueError(f"a batched step needs maps [S, {self.h}, {self.w}] and ids of "
+                                 "length S")
+            if len(set(ids)) != len(ids):
+                raise ValueError("a batched step names a stream twice")
+            sub = [(sid, self._open(sid)) for sid in ids]
+            frames = maps.detach().to(self.device, torch.float32)
+            self._check_finite([sid for sid, _ in sub], frames)
+            subs = [(sub, frames)] if sub else []
+            fed_ids = list(ids)
+        else:
+            fed: dict[Hashable, tuple[_Stream, torch.Tensor]] = {}
+            for sid, m in maps.items():  # check every stream before any state changes
+                st = self._open(sid)
+                if not isinstance(m, torch.Tensor) or m.dim() not in (2, 3) \
+                        or tuple(m.shape[-2:]) != (self.h, self.w):
+                    raise ValueError(f"stream {sid!r}: maps must be [{self.h}, {self.w}] or "
+                                     f"[k, {self.h}, {self.w}]")
+                fed[sid] = (st, m.detach().to(self.device, torch.float32)
+                            .reshape(-1, self.h, self.w))
+            # one frame per stream at a time (the ring holds exactly the window a frame
+            # needs); each sub-step's frames are stacked once and checked in one pass
+            subs = []
+            for j in range(max((f.shape[0] for _, f in fed.values()), default=0)):
+                sub = [(sid, st) for sid, (st, f) in fed.items() if f.shape[0] > j]
+                frames = torch.stack([fed[sid][1][j] for sid, _ in sub])
+                self._check_finite([sid for sid, _ in sub], frames)
+                subs.append((sub, frames))
+            fed_ids = list(fed)
+        out: dict[Hashable, list[tuple[int, float]]] = {sid: [] for sid in fed_ids}
         kt = self.window[0]
         for sub, frames in subs:
             pos = torch.tensor([st.slot * kt + st.n_in % kt for _, st in sub],
@@ -739,6 +746,19 @@ class StreamingSmoother:
         return out
 
     # -- internals -----------------------------------------------------------------------
+
+    def _open(self, stream_id: Hashable) -> _Stream:
+        st = self._get(stream_id)
+        if st.n_in < 0:
+            raise ValueError(f"stream {stream_id!r} was flushed; add a new stream")
+        return st
+
+    @staticmethod
+    def _check_finite(ids: Sequence[Hashable], frames: torch.Tensor) -> None:
+        finite = torch.isfinite(frames).flatten(1).all(1)
+        if not bool(finite.all()):
+            bad = ids[int((~finite).nonzero()[0, 0])]
+            raise ValueError(f"stream {bad!r}: maps contain NaN or inf")
 
     def _get(self, stream_id: Hashable) -> _Stream:
         if stream_id not in self._streams:
