@@ -206,7 +206,7 @@ def filter_frame_max_reference(maps: torch.Tensor, lengths: torch.Tensor,
             first = starts[ids[0]]
             if starts[ids[-1]] - first == (len(ids) - 1) * n:  # consecutive videos: a view
                 rows = torch.arange(first, first + len(ids) * n, device=x_all.device)
-                v = x_all[first:first + len(ids) * n].view(len(ids), 1, n, H, W)
+                v = x_all[first:first + len(ids) * n].reshape(len(ids), 1, n, H, W)
             else:
                 idx = torch.tensor([starts[i] for i in ids], device=x_all.device)
                 rows = (idx[:, None] + torch.arange(n, device=x_all.device)).reshape(-1)

@@ -448,8 +448,17 @@ def test_streaming_batched_form_checks():
     for sid in ("a", "b", "c"):
         twin.add_stream(sid)
     video = _maps(12, 3, 4, seed=51)
+    seen: dict[str, list] = {sid: [] for sid in "abc"}
     for t in range(12):
         x = video[t:t + 1].expand(3, 3, 4) * torch.tensor([1.0, 2.0, 3.0])[:, None, None]
         got = sm.step(x, ids=["a", "b", "c"])
         want = twin.step({sid: x[i] for i, sid in enumerate("abc")})
         assert got == want
+        for sid, scores in got.items():
+            seen[sid] += scores
+    for sid in "abc":
+        seen[sid] += sm.remove_stream(sid)
+    # and the batched form equals the offline result (stream b saw 2x the video)
+    offline = smooth_scores(video * 2.0, window=(3, 3, 3), sigma=2.0, support=5).numpy()
+    assert [f for f, _ in seen["b"]] == list(range(12))
+    np.testing.assert_allclose([v for _, v in seen["b"]], offline, rtol=1e-5, atol=1e-6)
