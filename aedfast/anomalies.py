@@ -310,9 +310,9 @@ def _shrink(f: np.ndarray, m: np.ndarray, max_side: int) -> tuple[np.ndarray, np
 
 
 def _image_files(folder: Path) -> list[Path]:
-    from .data.readers import list_images
+    from .frames import list_frame_files
 
-    return list_images(folder)
+    return list_frame_files(folder)
 
 
 def _crop(f: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

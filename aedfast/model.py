@@ -17,12 +17,8 @@ come from aedfast.kernels.cvt.
 
 from __future__ import annotations
 
-import json
 import os
-import pickle
-import tempfile
 import warnings
-import zipfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -31,7 +27,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import __version__
+from .checkpoint import (
+    OFFICIAL_IGNORED,
+    CheckpointError,
+    check_state,
+    read_native,
+    read_official,
+    write_native,
+)
 
 # ----------------------------------------------------------------------------- presets
 
@@ -377,10 +380,10 @@ class AEDMAE(nn.Module):
         is not in official weights: it stays untrained, with a warning.
         """
         model = cls.from_preset(preset, **overrides)
-        teacher = _read_official(teacher_path)
+        teacher = read_official(teacher_path)
         state = {k: v for k, v in teacher.items() if "student" not in k}
         if student_path is not None:
-            student = _read_official(student_path)
+            student = read_official(student_path)
             state.update({k: v for k, v in student.items() if "student" in k})
         else:
             state.update({k: v for k, v in teacher.items() if "student" in k})
@@ -391,7 +394,7 @@ class AEDMAE(nn.Module):
         state = {k: v for k, v in state.items() if not k.startswith(OFFICIAL_IGNORED)}
         own = model.state_dict()
         skip = {k for k in own if k.startswith("cls_head.")}
-        _check_state(state, own, skip=skip, source=str(teacher_path))
+        check_state(state, own, skip=skip, source=str(teacher_path))
         model.load_state_dict(state, strict=False)
         warnings.warn(
             "official checkpoints have no classification head: cls_head is untrained",
@@ -404,34 +407,14 @@ class AEDMAE(nn.Module):
 
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
         """Write weights + config as one safetensors file, atomically. Returns the path."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "format": "aedfast",
-            "aedfast_version": __version__,
-            "config": json.dumps(self.config.to_dict()),
-        }
-        if extra:
-            meta["extra"] = json.dumps(extra)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return write_native(path, self.state_dict(), self.config.to_dict(), extra)
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> AEDMAE:
         """Load a native checkpoint written by `save` (exactly: every key, every shape)."""
         config, state, _ = read_checkpoint(path, map_location)
         model = cls(config)
-        _check_state(state, model.state_dict(), skip=set(), source=str(path))
+        check_state(state, model.state_dict(), skip=set(), source=str(path))
         model.load_state_dict(state, strict=True)
         model.eval()
         return model
@@ -584,93 +567,15 @@ def minmax_normalize(scores: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- checkpoint io
 
-OFFICIAL_IGNORED = ("erosion", "dilation")  # morphology weights, unused at inference
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be loaded as asked: the message names the problem."""
-
-
-def _torch_load(path: str | os.PathLike) -> object:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    # torch.save writes a zip archive; very old files are a bare pickle (protocol >= 2)
-    if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):
-        raise CheckpointError(f"{path} is not a torch checkpoint (neither a zip nor a pickle)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "global" not in str(e).lower():
-            raise CheckpointError(f"{path} is not a torch checkpoint: {e}") from None
-        raise CheckpointError(
-            f"{path}: refusing to load; it holds objects that would need arbitrary code to "
-            f"unpickle (loaded with weights_only=True): {str(e).splitlines()[0]}"
-        ) from None
-    except Exception as e:  # zip/pickle errors for files that are not torch checkpoints
-        raise CheckpointError(f"{path} is not a torch checkpoint: {e}") from None
-
-
-def _read_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    obj = _torch_load(path)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a dict with key 'model', got {type(obj).__name__}")
-    state = obj.get("model", None)
-    if state is None:
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            state = obj  # a bare state dict: accept it
-        else:
-            raise CheckpointError(f"{path}: no 'model' key (keys: {sorted(obj)[:10]})")
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: 'model' is a {type(state).__name__}, not a state dict")
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
-def _check_state(state: dict, own: dict, *, skip: set, source: str) -> None:
-    """Raise CheckpointError naming every missing, unexpected or misshaped key."""
-    missing = sorted(k for k in own if k not in state and k not in skip)
-    unexpected = sorted(k for k in state if k not in own)
-    shapes = [
-        f"{k}: expected {tuple(own[k].shape)}, got {tuple(state[k].shape)}"
-        for k in state if k in own and tuple(own[k].shape) != tuple(state[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {', '.join(missing[:8])}"
-                        + (f" (+{len(missing) - 8} more)" if len(missing) > 8 else ""))
-    if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected[:8])}"
-                        + (f" (+{len(unexpected) - 8} more)" if len(unexpected) > 8 else ""))
-    if shapes:
-        problems.append("shape mismatch: " + "; ".join(shapes[:8]))
-    if problems:
-        raise CheckpointError(f"{source}: " + " | ".join(problems))
-
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
                     ) -> tuple[AEDConfig, dict[str, torch.Tensor], dict]:
     """(config, state dict, extra metadata) of a native aedfast checkpoint."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    config, state, extra = read_native(path, map_location)
     try:
-        with safe_open(str(path), framework="pt", device=str(map_location)) as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a safetensors checkpoint: {e}") from None
-    if meta.get("format") != "aedfast" or "config" not in meta:
-        raise CheckpointError(f"{path}: safetensors file without an aedfast config")
-    try:
-        config = AEDConfig.from_dict(json.loads(meta["config"]))
+        return AEDConfig.from_dict(config), state, extra
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: bad config: {e}") from None
-    extra = json.loads(meta["extra"]) if "extra" in meta else {}
-    return config, state, extra
 
 
 def count_parameters(model: nn.Module) -> int:

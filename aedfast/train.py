@@ -47,7 +47,6 @@ import math
 import os
 import pickle
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -62,7 +61,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .anomalies import SAMPLE_OFFSETS, AnomalyPaster, CutoutSource, make_sources
-from .model import AEDMAE, AEDConfig, CheckpointError, get_preset, patchify
+from .checkpoint import CheckpointError, atomic_torch_save, torch_load
+from .frames import resize_frame
+from .model import AEDMAE, AEDConfig, get_preset, patchify
 
 __all__ = [
     "PRESET_DEFAULTS", "TrainConfig", "TrainingDataError", "TrainingError",
@@ -293,15 +294,6 @@ class _Plan:
 
 
 # ----------------------------------------------------------------------------- streams
-
-
-def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 [h, w, 3] -> uint8 [H, W, 3] (OpenCV's default bilinear, as the official
-    implementation)."""
-    H, W = size
-    if frame.shape[:2] == (H, W):
-        return frame
-    return cv2.resize(frame, (W, H))
 
 
 class _Pool:
@@ -649,24 +641,8 @@ def _step_seed(seed: int, rank: int, step: int) -> int:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _atomic_torch_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _load_checkpoint(path: Path, model_cfg: AEDConfig, cfg: TrainConfig, world: int) -> dict:
-    from .model import _torch_load
-
-    ck = _torch_load(path)
+    ck = torch_load(path)
     if not isinstance(ck, dict) or ck.get("format") != _FORMAT:
         raise CheckpointError(f"{path}: not an aedfast training checkpoint")
     theirs = ck["config"]
@@ -1113,7 +1089,7 @@ def _save_checkpoint(path: Path, model: AEDMAE, opt: torch.optim.Optimizer, step
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizer": opt.state_dict(),
         }
-        _atomic_torch_save(state, path)
+        atomic_torch_save(state, path)
     d.barrier()
 
 

@@ -23,10 +23,9 @@ from aedfast.engine import (
     Smoothing,
     VideoResult,
     _ChunkFilter,
-    cv2_resize,
     frame_noise,
-    list_frame_files,
 )
+from aedfast.frames import cv2_resize, list_frame_files
 from aedfast.kernels.smoothing import smooth_scores
 from aedfast.model import AEDMAE, AEDConfig, unpatchify
 

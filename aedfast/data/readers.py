@@ -47,7 +47,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+from ..frames import IMAGE_EXTENSIONS, list_frame_files, natural_key
+
+IMAGE_EXTS = IMAGE_EXTENSIONS  # the frame lister's extensions (aedfast.frames)
 VIDEO_EXTS = (".avi", ".mp4", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".wmv", ".webm", ".flv")
 KINDS = ("avenue", "shanghaitech", "ped2", "official", "folder", "auto")
 _ALIASES = {"shanghai": "shanghaitech", "stc": "shanghaitech", "ucsd": "ped2",
@@ -59,28 +61,8 @@ class DatasetError(ValueError):
     expected and what was found."""
 
 
-def natural_key(name: str) -> tuple:
-    """Sort key that orders embedded numbers numerically ("2.jpg" < "10.jpg")."""
-    parts = re.split(r"(\d+)", name)
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts if p)
-
-
 def _visible(p: Path) -> bool:
     return not p.name.startswith((".", "_"))
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in `folder`, in natural (numeric) order; hidden files skipped."""
-    files = [p for p in folder.iterdir()
-             if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_EXTS]
-    if not files:
-        return []
-    # one extension per folder: a folder of .tif frames may also hold a stray thumbnail
-    exts: dict[str, int] = {}
-    for p in files:
-        exts[p.suffix.lower()] = exts.get(p.suffix.lower(), 0) + 1
-    ext = max(exts, key=lambda e: exts[e])
-    return sorted((p for p in files if p.suffix.lower() == ext), key=lambda p: natural_key(p.name))
 
 
 # ----------------------------------------------------------------------------- masks
@@ -393,7 +375,7 @@ class FrameFolderVideo(Video):
 
     @classmethod
     def from_folder(cls, folder: Path, name: str | None = None) -> FrameFolderVideo:
-        paths = list_images(folder)
+        paths = list_frame_files(folder)
         if not paths:
             raise DatasetError(f"{folder}: expected frame images ({', '.join(IMAGE_EXTS)}), "
                                "found none")
@@ -501,7 +483,7 @@ def collect_videos(folder: Path, *, exclude: Callable[[Path], bool] | None = Non
             continue
         if _is_video_file(p):
             videos.append(VideoFileVideo(p))
-        elif p.is_dir() and list_images(p):
+        elif p.is_dir() and list_frame_files(p):
             videos.append(FrameFolderVideo.from_folder(p))
     if not videos:
         raise DatasetError(f"{folder}: expected {what} (video files {', '.join(VIDEO_EXTS[:4])}"
@@ -707,7 +689,7 @@ def _open_ped2(root: Path) -> Dataset:
     for k, v in enumerate(test):
         gt = base / "Test" / f"{v.name}_gt"
         if gt.is_dir():
-            paths = list_images(gt)
+            paths = list_frame_files(gt)
             if len(paths) != len(v):
                 raise DatasetError(f"{gt}: {len(paths)} mask images, test video {v.source} has "
                                    f"{len(v)} frames")
@@ -781,7 +763,7 @@ def _open_folder(root: Path) -> Dataset:
             raise DatasetError(f"{root}: expected a video file ({', '.join(VIDEO_EXTS)}) or a "
                                "folder")
         videos: list[Video] = [VideoFileVideo(root)]
-    elif list_images(root) and not any(_is_video_file(p) for p in root.iterdir()):
+    elif list_frame_files(root) and not any(_is_video_file(p) for p in root.iterdir()):
         videos = [FrameFolderVideo.from_folder(root)]
     else:
         videos = collect_videos(root)

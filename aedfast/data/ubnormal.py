@@ -33,13 +33,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..frames import list_frame_files
 from .readers import (
     VIDEO_EXTS,
     DatasetError,
     FrameFolderVideo,
     Video,
     VideoFileVideo,
-    list_images,
 )
 
 
@@ -219,7 +219,7 @@ def _frames_for(ann_dir: Path, name: str) -> Video | None:
             if cand.is_file():
                 return VideoFileVideo(cand, name)
     for folder in (parent / name, parent.parent / "frames" / name, parent / "frames" / name):
-        if folder.is_dir() and list_images(folder):
+        if folder.is_dir() and list_frame_files(folder):
             return FrameFolderVideo.from_folder(folder, name)
     return None
 
@@ -252,7 +252,7 @@ def open_ubnormal(root: str | os.PathLike, *, only_abnormal: bool = True) -> UBn
                                f"{ann.parent.parent / 'frames' / name}")
         gt = ann / f"{name}_gt"
         mask_dir = gt if gt.is_dir() else ann
-        paths = list_images(mask_dir)
+        paths = list_frame_files(mask_dir)
         if not paths:
             raise DatasetError(f"{mask_dir}: expected per-frame object mask images of video "
                                f"{name!r}, found none")
