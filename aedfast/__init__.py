@@ -2,7 +2,8 @@
 
 `aedfast.train` and `aedfast.evaluate` are functions that share their names with their
 modules, so they are imported here, eagerly: importing the submodule later cannot then
-replace the function with the module. The engine and data readers load on first use.
+replace the function with the module. The detector, streams, scoring and data readers load
+on first use.
 """
 
 __version__ = "0.1.0"
@@ -14,16 +15,17 @@ from .model import (  # noqa: E402
     AEDConfig,
     AEDOutput,
     CheckpointError,
-    official_frame_scores,
     patchify,
     unpatchify,
 )
-from .train import TrainConfig, train  # noqa: E402
+from .training import TrainConfig, train  # noqa: E402
 
 _LAZY = {
-    "Detector": ("engine", "Detector"),
-    "VideoResult": ("engine", "VideoResult"),
-    "Smoothing": ("engine", "Smoothing"),
+    "Detector": ("detector", "Detector"),
+    "VideoResult": ("detector", "VideoResult"),
+    "DetectorStream": ("stream", "DetectorStream"),
+    "Smoothing": ("scoring", "Smoothing"),
+    "official_frame_scores": ("scoring", "official_frame_scores"),
     "open_dataset": ("data", "open_dataset"),
 }
 
@@ -40,6 +42,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "AEDMAE", "PRESETS", "AEDConfig", "AEDOutput", "CheckpointError", "official_frame_scores",
-    "patchify", "unpatchify", "__version__", "train", "TrainConfig", "evaluate", *_LAZY,
+    "AEDMAE", "PRESETS", "AEDConfig", "AEDOutput", "CheckpointError", "patchify", "unpatchify",
+    "__version__", "train", "TrainConfig", "evaluate", *_LAZY,
 ]

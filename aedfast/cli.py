@@ -87,7 +87,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _load_detector(args: argparse.Namespace):
-    from .engine import Detector
+    from .detector import Detector
 
     spec = args.checkpoint
     if spec is None:
@@ -163,7 +163,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import run_from_args
+    from .training import run_from_args
 
     path = run_from_args(args)
     _emit(args, {"checkpoint": str(path)}, f"wrote {path}")
@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Two-stage training: teacher (encoder, teacher decoder, cls "
                        "head) then student. Writes OUT/<name>.safetensors.")
     try:
-        from .train import add_train_arguments
+        from .training import add_train_arguments
     except ImportError:  # pragma: no cover - only while the training module is absent
         add_train_arguments = None
     if add_train_arguments is not None:

@@ -39,9 +39,9 @@ def run_demo(out: str | os.PathLike = "demo_out", *, quiet: bool = False, fast: 
     from . import report
     from .data import open_dataset
     from .data.synthetic import generate
-    from .engine import Detector
+    from .detector import Detector
     from .evaluate import evaluate
-    from .train import train
+    from .training import train
 
     t0 = time.perf_counter()
     out = Path(out).resolve()

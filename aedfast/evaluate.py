@@ -47,7 +47,7 @@ def evaluate(detector_or_checkpoint, dataset, *, protocol: str = "paper",
     localization: compute pixel AUC, RBDC and TBDC where the data set has pixel masks.
     Returns a dict with micro_auc, macro_auc, pixel_auc, rbdc, tbdc, fps, frames, per_video.
     """
-    from .engine import Detector
+    from .detector import Detector
 
     if protocol not in ("paper", "official"):
         raise ValueError(f"unknown protocol {protocol!r}: 'paper' or 'official'")

@@ -33,7 +33,7 @@ import torch
 
 __all__ = [
     "IMAGE_EXTENSIONS", "FrameSource", "check_frames_array", "cv2_resize", "list_frame_files",
-    "natural_key", "resize_frame", "resize_frames_host",
+    "natural_key", "prepare_frames", "resize_frame", "resize_frames_host",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -306,3 +306,35 @@ class FrameSource:
                     q.get_nowait()
                 except queue.Empty:
                     th.join(timeout=0.05)
+
+
+def prepare_frames(frames: torch.Tensor | np.ndarray, size: tuple[int, int],
+                   device: torch.device, channel_order: str = "bgr") -> torch.Tensor:
+    """Frames as the model step reads them: uint8 [n, H0, W0, C] (C = 3 BGR, 1 grey, 4 BGRA;
+    or [n, H0, W0] grey), on the host or the device -> uint8 [n, 3, H, W] on `device`,
+    resized to `size` = (H, W) as cv2.resize(INTER_LINEAR) does, in BGR order. On the CPU
+    OpenCV itself resizes (the reference, and far cheaper than the tensor form); on a GPU
+    `cv2_resize` does, on the device."""
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(np.ascontiguousarray(frames))
+    check_frames_array(frames)
+    if channel_order not in ("bgr", "rgb"):
+        raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
+    x = frames.to(device, non_blocking=True)
+    if x.dim() == 3:
+        x = x.unsqueeze(-1)
+    c = x.shape[-1]
+    if c == 1:
+        x = x.expand(-1, -1, -1, 3)
+    elif c == 4:
+        x = x[..., :3]  # drop alpha
+    if channel_order == "rgb":
+        x = x.flip(-1)
+    H, W = int(size[0]), int(size[1])
+    if x.device.type == "cpu" and tuple(x.shape[1:3]) != (H, W):
+        return resize_frames_host(x, (H, W)).permute(0, 3, 1, 2).contiguous()
+    x = x.permute(0, 3, 1, 2)
+    if tuple(x.shape[-2:]) == (H, W):
+        return x.contiguous()
+    step = 64  # bounds the int32 temporaries
+    return torch.cat([cv2_resize(x[i:i + step], (H, W)) for i in range(0, x.shape[0], step)])

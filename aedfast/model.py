@@ -535,36 +535,6 @@ class AEDMAE(nn.Module):
                          masking.ids_keep, masking.ids_restore)
 
 
-# ----------------------------------------------------------------------------- scores
-
-
-def official_frame_scores(target: torch.Tensor, out: AEDOutput | tuple, *,
-                          dataset: str = "avenue") -> torch.Tensor:
-    """The official implementation's frame scores (SPEC §2), one per frame [B].
-
-    target: [B, L, p*p*4] patchified 4-channel target (SPEC §2 step 8).
-    "avenue": L2 per token, teacher error + teacher/student error, mean over tokens.
-    "shanghaitech": L1 per token, teacher error only (per-video min-max normalisation is
-    applied afterwards over a whole video: see `minmax_normalize`).
-    """
-    teacher, student = out[0], out[1]
-    if target.shape != teacher.shape:
-        raise ValueError(f"target shape {tuple(target.shape)} != prediction {tuple(teacher.shape)}")
-    if dataset == "avenue":
-        err = ((target - teacher) ** 2).mean(-1) + ((teacher - student) ** 2).mean(-1)
-    elif dataset == "shanghaitech":
-        err = (target - teacher).abs().mean(-1)
-    else:
-        raise ValueError(f"unknown official protocol {dataset!r}: 'avenue' or 'shanghaitech'")
-    return err.mean(-1)
-
-
-def minmax_normalize(scores: torch.Tensor) -> torch.Tensor:
-    """Per-video min-max normalisation (ShanghaiTech's official protocol); constant -> 0."""
-    lo, hi = scores.min(), scores.max()
-    return (scores - lo) / (hi - lo).clamp_min(torch.finfo(scores.dtype).tiny)
-
-
 # ----------------------------------------------------------------------------- checkpoint io
 
 
@@ -601,6 +571,6 @@ def load_model(spec: str | os.PathLike | AEDMAE | tuple, preset: str = "avenue")
 
 __all__ = [
     "AEDConfig", "AEDMAE", "AEDOutput", "BACKENDS", "CheckpointError", "Masking", "PRESETS",
-    "count_parameters", "encoder_grid", "get_preset", "load_model", "minmax_normalize",
-    "official_frame_scores", "patchify", "random_masking", "read_checkpoint", "unpatchify",
+    "count_parameters", "encoder_grid", "get_preset", "load_model", "patchify", "random_masking",
+    "read_checkpoint", "unpatchify",
 ]

@@ -9,13 +9,13 @@ import json
 
 import torch
 
-from bench.common import bench_device, copy_bandwidth, device_info, record, time_fn
+from bench.common import REHEARSE, bench_device, copy_bandwidth, device_info, record, time_fn
 
 
 def matmul_tflops(device: torch.device, n: int = 8192) -> float:
     """bf16 (fp32 on the CPU) n x n x n matrix product rate on random data, TFLOP/s."""
     if device.type != "cuda":
-        n = 1024
+        n = 256 if REHEARSE else 1024
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
@@ -40,7 +40,7 @@ def main() -> None:
     row = {"suite": "ceilings", **device_info(device),
            "copy_GBps": round(copy_bandwidth(device), 1),
            "matmul_TFLOPs": round(matmul_tflops(device), 3)}
-    batch = 256 if device.type == "cuda" else 8
+    batch = 256 if device.type == "cuda" else (1 if REHEARSE else 8)
     # the avenue model's attention: encoder 401 tokens x 256 wide, decoder 801 x 128 (4 heads)
     row["attn_enc_TFLOPs"] = round(attention_tflops(device, batch, 401, 256), 3)
     row["attn_dec_TFLOPs"] = round(attention_tflops(device, batch, 801, 128), 3)

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aedfast.data import open_dataset
+from aedfast import Detector, evaluate, open_dataset
 from aedfast.demo import DEMO_SMOOTHING
-from aedfast.engine import Detector
-from aedfast.evaluate import evaluate
 from bench.common import bench_device, device_info
 
 

@@ -1,6 +1,7 @@
 """Profile the Detector's step (issue: GPU end-to-end tuning): a torch.profiler trace of
 scoring uint8 frames already on the device, summarised as the top kernels by device time
-and the share of the step the device sat idle (launch gaps).
+and the share of the step the device sat idle (launch gaps). bench/gpu_check.py profiles one
+step (--frames equal to --batch).
 
 Usage: python -m bench.profile_e2e [--preset avenue] [--batch 256] [--frames 2048]
 Writes $AEDFAST_BENCH_OUT/profile.jsonl (one row) when that is set, and prints the table.
@@ -13,8 +14,7 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from aedfast.engine import Detector
-from aedfast.model import AEDMAE
+from aedfast import AEDMAE, Detector
 from bench.common import bench_device, device_info, record
 
 

@@ -1,10 +1,14 @@
 """Score smoothing: the fused Triton 3D filter + frame max + temporal Gaussian against eager
-PyTorch (replicate pad + conv3d or avg_pool3d + amax + conv1d, per video), with achieved GB/s
-of the maps read and its fraction of the measured copy bandwidth.
+PyTorch (replicate pad + conv3d or avg_pool3d + amax + conv1d, per video) and against
+torch.compile of its own torch reference, with achieved GB/s of the maps read and its fraction
+of the measured copy bandwidth.
 
-CUDA: 32 videos x 1,000 frames of 20x40 token maps and of 320x640 pixel maps (target on an
-H100: >= 5x eager and >= 50% of copy bandwidth on the pixel maps). CPU: reduced sizes and
-the torch reference only (the Triton kernels need a GPU to be timed meaningfully).
+CUDA: 32 videos x 1,000 frames (AEDFAST_BENCH_VIDEOS videos) of each preset's token maps
+(20x40) and pixel maps (avenue 320x640; AEDFAST_BENCH_PRESETS, default avenue) (target on an
+H100: >= 5x eager and >= 50% of copy bandwidth on the pixel maps). CPU: reduced sizes and the
+torch reference only (the Triton kernels need a GPU to be timed meaningfully); the GPU
+check's rehearsal (AEDFAST_BENCH_REHEARSE=1) runs the Triton rows under the interpreter at
+tiny sizes.
 """
 
 from __future__ import annotations
@@ -19,22 +23,50 @@ from aedfast.kernels.smoothing import (
     filter_frame_max_triton,
     temporal_gaussian_reference,
 )
-from bench.common import bench_device, copy_bandwidth, device_info, record, time_fn
+from aedfast.model import get_preset
+from bench.common import (
+    REHEARSE,
+    bench_device,
+    compile_reference,
+    copy_bandwidth,
+    device_info,
+    env_list,
+    record,
+    time_fn,
+    triton_path,
+)
 
 WINDOW = (9, 9, 9)
 SIGMA, SUPPORT = 11.0, 37
-CASES = {  # name: (videos, frames per video, h, w) on CUDA
-    "tokens_20x40": (32, 1000, 20, 40),
-    "pixels_320x640": (32, 1000, 320, 640),
-}
-CPU_CASES = {
-    "tokens_20x40": (2, 100, 20, 40),
-    "pixels_320x640": (1, 12, 80, 160),  # reduced: the CPU reference is slow
-}
+DEVICE = bench_device()
+FAST = triton_path(DEVICE)
+PRESETS = env_list("AEDFAST_BENCH_PRESETS", ["avenue"])
+
+
+def _cases() -> dict[str, tuple[int, int, int, int]]:
+    """name: (videos, frames per video, h, w): each preset's token and pixel maps."""
+    if DEVICE.type == "cuda":
+        videos, frames = 32, 1000
+    else:  # the CPU: the torch reference only; the rehearsal: the interpreter
+        videos, frames = (2, 24) if REHEARSE else (2, 100)
+    videos = env_list("AEDFAST_BENCH_VIDEOS", [videos], int)[0]
+    cases = {}
+    for preset in PRESETS:
+        cfg = get_preset(preset)
+        for kind, (h, w) in (("tokens", cfg.grid), ("pixels", cfg.img_size)):
+            if kind == "pixels" and not FAST:  # reduced: the CPU reference is slow
+                cases.setdefault(f"{kind}_{h // 4}x{w // 4}", (1, 12, h // 4, w // 4))
+            else:
+                cases.setdefault(f"{kind}_{h}x{w}", (videos, frames, h, w))
+    return cases
+
+
+CASES = _cases()
+PIXELS = next((c for c in CASES if c.startswith("pixels")), next(iter(CASES)))
 
 
 def _data(case: str, device: torch.device):
-    v, n, h, w = (CASES if device.type == "cuda" else CPU_CASES)[case]
+    v, n, h, w = CASES[case]
     g = torch.Generator(device=device).manual_seed(0)
     maps = torch.rand(v * n, h, w, device=device, generator=g)
     lengths = torch.full((v,), n, dtype=torch.int64, device=device)
@@ -62,12 +94,12 @@ def _fast(maps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bench_smoothing(benchmark, case):
-    device = bench_device()
+    device = DEVICE
     maps, lengths, (v, n, h, w) = _data(case, device)
     nbytes = maps.numel() * maps.element_size()
     row = {"suite": "smoothing", "case": case, "shape": f"{v}x{n}x{h}x{w}",
            "window": list(WINDOW), "sigma": SIGMA, "support": SUPPORT, **device_info(device)}
-    if device.type != "cuda":
+    if not FAST:
         # CPU: the torch reference only, at reduced sizes.
         benchmark.pedantic(lambda: _eager_conv(maps, lengths), rounds=3, iterations=1)
         row["note"] = "CPU: torch reference only, reduced sizes"
@@ -95,6 +127,29 @@ def test_bench_smoothing(benchmark, case):
     print(row)
 
 
+@pytest.mark.parametrize("case", list(CASES))
+def test_bench_smoothing_compiled(case):
+    """The Triton kernels against torch.compile of their torch references (3D filter + frame
+    max, then the temporal Gaussian), same maps, same run."""
+    if not FAST:
+        pytest.skip("the Triton kernels are timed on a GPU (or in the GPU check's rehearsal)")
+    maps, lengths, (v, n, h, w) = _data(case, DEVICE)
+    compiled, compile_s = compile_reference(lambda: _eager_conv(maps, lengths), DEVICE)
+    torch.testing.assert_close(_fast(maps, lengths), compiled(), rtol=1e-4, atol=1e-5)
+    t_fast = time_fn(lambda: _fast(maps, lengths), DEVICE, warmup=2, iters=10)
+    t_comp = time_fn(compiled, DEVICE, warmup=1, iters=5)
+    copy = copy_bandwidth(DEVICE)
+    nbytes = maps.numel() * maps.element_size()
+    row = {"suite": "smoothing", "case": f"{case} vs compiled", "shape": f"{v}x{n}x{h}x{w}",
+           "triton_ms": round(t_fast * 1e3, 3), "compiled_ms": round(t_comp * 1e3, 3),
+           "compile_s": round(compile_s, 1), "speedup_vs_compiled": round(t_comp / t_fast, 2),
+           "copy_fraction": round(nbytes / t_fast / 1e9 / copy, 3),
+           "compiled_copy_fraction": round(nbytes / t_comp / 1e9 / copy, 3),
+           "copy_GBps": round(copy, 1), **device_info(DEVICE)}
+    record("smoothing", row)
+    print(row)
+
+
 @pytest.mark.parametrize("precision", ["tf32x3", "tf32", "ieee"])
 @pytest.mark.parametrize("tiles", [(32, 64), (32, 128), (64, 64), (64, 128)])
 def test_bench_smoothing_filter_variants(precision, tiles):
@@ -103,7 +158,7 @@ def test_bench_smoothing_filter_variants(precision, tiles):
     device = bench_device()
     if device.type != "cuda":
         pytest.skip("tile/precision variants are timed on a GPU only")
-    maps, lengths, (v, n, h, w) = _data("pixels_320x640", device)
+    maps, lengths, (v, n, h, w) = _data(PIXELS, device)
     sub = maps[: 4 * n]  # 4 videos suffice for the comparison
     sub_len = lengths[:4]
     ref = filter_frame_max_reference(sub, sub_len, WINDOW, "box")
@@ -127,7 +182,7 @@ def test_bench_smoothing_filter_variants(precision, tiles):
 def test_bench_streaming_smoother(benchmark, resolution):
     """StreamingSmoother.step for many live streams (one map each per step): step time and
     the state it holds (the ring of maps). CUDA: 1,000 streams; CPU: 128."""
-    from aedfast.kernels import StreamingSmoother
+    from aedfast.stream import StreamingSmoother
 
     device = bench_device()
     cuda = device.type == "cuda"

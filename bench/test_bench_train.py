@@ -15,16 +15,15 @@ Run: AEDFAST_BENCH_OUT=bench/results python -m pytest bench/test_bench_train.py
 
 from __future__ import annotations
 
-import importlib
 import time
 
 import pytest
 import torch
 
+from aedfast.model import AEDMAE, get_preset
+from aedfast.training import objective as T
+from aedfast.training import resolve_config
 from bench.common import bench_device, device_info, record, sync, time_fn
-
-T = importlib.import_module("aedfast.train")
-from aedfast.model import AEDMAE, get_preset  # noqa: E402
 
 DEVICE = bench_device()
 ON_GPU = DEVICE.type == "cuda"
@@ -48,10 +47,10 @@ def _step_fn(preset: str, B: int, variant: str):
     cfg = get_preset(preset)
     torch.manual_seed(0)
     model = AEDMAE(cfg).to(DEVICE)
-    params = T._set_stage(model, 1)
-    tcfg = T.resolve_config(preset=preset)
-    opt = T._optimizer(params, tcfg)
-    objective = T._Objective(model, 1, 1.0)
+    params = T.set_stage(model, 1)
+    tcfg = resolve_config(preset=preset)
+    opt = T.make_optimizer(params, tcfg)
+    objective = T.Objective(model, 1, 1.0)
     run = torch.compile(objective) if variant.startswith("compiled") else objective
     amp = variant.endswith("bf16")
     batch = _batch(cfg, B)

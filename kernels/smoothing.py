@@ -1,17 +1,15 @@
-"""Score smoothing (SPEC §1 last bullet, §5): pixel maps -> 3D filter -> frame max -> temporal
-Gaussian, offline (Triton kernels + torch reference, custom ops) and streaming.
+"""Score smoothing kernels (SPEC §1 last bullet, §5): anomaly maps -> 3D filter -> frame max
+-> temporal Gaussian (Triton kernels, torch references, custom ops). The maps come from
+`aedfast.scoring.anomaly_maps`; the streaming form is `aedfast.stream.StreamingSmoother`.
 
 Pipeline, for the frames of one video (several videos are packed along N with `lengths`;
 their frames never mix):
 
-1. `anomaly_maps`: o_t = a*(target - teacher)^2 + b*(teacher - student)^2 + c*y_t per pixel
-   (the squared errors averaged over the 3 colour channels; y_t the teacher's anomaly-map
-   channel mapped from [-1, 1] to [0, 1]), at pixel or token resolution. Plain torch.
-2. `aedfast::filter_frame_max`: a separable 3D filter (frames, rows, columns), "box" (mean) or
+1. `aedfast::filter_frame_max`: a separable 3D filter (frames, rows, columns), "box" (mean) or
    "gaussian", borders replicated within each video (scipy.ndimage mode "nearest"), then the
    max over each filtered frame. The Triton kernel fuses all of it: the filtered volume is
    never written to memory.
-3. `aedfast::temporal_gaussian`: the frame scores smoothed by a temporal Gaussian, either
+2. `aedfast::temporal_gaussian`: the frame scores smoothed by a temporal Gaussian, either
    "centered" (normalised symmetric kernel, borders replicated) or "official" (SPEC §5:
    the un-normalised kernel one sample off centre, zero padding).
 
@@ -23,80 +21,24 @@ truncate = (k // 2) / sigma); weights exp(-x^2 / (2 sigma^2)) normalised to sum 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ._triton import autotune_configs, check_triton_device, tl, triton
 
 __all__ = [
-    "StreamingSmoother",
-    "anomaly_maps",
     "filter_frame_max_reference",
     "filter_frame_max_triton",
+    "parse_temporal",
+    "parse_window",
     "smooth_scores",
     "temporal_gaussian_reference",
     "temporal_gaussian_triton",
     "temporal_weights",
     "window_weights",
 ]
-
-
-# ----------------------------------------------------------------------------------------
-# Pixel maps from the model's outputs
-# ----------------------------------------------------------------------------------------
-
-
-def anomaly_maps(target: torch.Tensor, teacher: torch.Tensor, student: torch.Tensor,
-                 grid: tuple[int, int], patch: int, a: float = 1.0, b: float = 1.0,
-                 c: float = 1.0, resolution: str = "pixel") -> torch.Tensor:
-    """Per-pixel (or per-token) anomaly maps from patchified model outputs.
-
-    Args:
-        target: [B, L, p*p*Ct] with Ct = 4 (frame + anomaly map) or 3 (frame only), layout
-            (h, w, p, p, C): token (i, j) holds its p x p pixels row-major, channel fastest.
-        teacher, student: [B, L, p*p*4], same layout; channels 0..2 the BGR frame in [-1, 1],
-            channel 3 the anomaly map in [-1, 1].
-        grid: (h, w) tokens, L = h * w. patch: p.
-        a, b, c: weights of the teacher error, the teacher/student error and the anomaly map.
-        resolution: "pixel" -> [B, h*p, w*p] (localisation metrics, pictures);
-            "token" -> [B, h, w], the mean over each token's pixels of the same quantity
-            (enough when only frame scores are wanted; p*p times smaller).
-
-    Returns: float32 maps, o = a*mean_c (target - teacher)^2 + b*mean_c (teacher - student)^2
-    + c*clamp((y + 1) / 2, 0, 1), with y the teacher's channel 3.
-    """
-    if resolution not in ("pixel", "token"):
-        raise ValueError(f"resolution must be 'pixel' or 'token', got {resolution!r}")
-    h, w = int(grid[0]), int(grid[1])
-    p = int(patch)
-    if h < 1 or w < 1 or p < 1:
-        raise ValueError(f"grid and patch must be positive, got grid={grid}, patch={patch}")
-    for name, t in (("target", target), ("teacher", teacher), ("student", student)):
-        if not isinstance(t, torch.Tensor) or t.dim() != 3:
-            raise ValueError(f"{name} must be a 3-D tensor [B, L, p*p*C]")
-        if t.shape[1] != h * w:
-            raise ValueError(f"{name} has L={t.shape[1]} tokens, grid {h}x{w} needs {h * w}")
-    if teacher.shape[2] != p * p * 4 or student.shape != teacher.shape:
-        raise ValueError(f"teacher and student must both be [B, L, {p * p * 4}] "
-                         f"(p={p}, 4 channels), got {tuple(teacher.shape)}, "
-                         f"{tuple(student.shape)}")
-    if target.shape[0] != teacher.shape[0] or target.shape[2] not in (p * p * 3, p * p * 4):
-        raise ValueError(f"target must be [B, L, {p * p * 3}] or [B, L, {p * p * 4}], "
-                         f"got {tuple(target.shape)}")
-    bsz = teacher.shape[0]
-    tgt = target.float().reshape(bsz, h * w, p * p, -1)[..., :3]
-    tea = teacher.float().reshape(bsz, h * w, p * p, 4)
-    stu = student.float().reshape(bsz, h * w, p * p, 4)
-    e_rec = (tgt - tea[..., :3]).square().mean(-1)
-    e_dis = (tea[..., :3] - stu[..., :3]).square().mean(-1)
-    y = ((tea[..., 3] + 1.0) * 0.5).clamp(0.0, 1.0)
-    o = a * e_rec + b * e_dis + c * y  # [B, L, p*p]
-    if resolution == "token":
-        return o.mean(-1).reshape(bsz, h, w)
-    return o.reshape(bsz, h, w, p, p).permute(0, 1, 3, 2, 4).reshape(bsz, h * p, w * p)
 
 
 # ----------------------------------------------------------------------------------------
@@ -508,7 +450,7 @@ def _(scores, lengths, support, sigma, protocol):
 # ----------------------------------------------------------------------------------------
 
 
-def _parse_window(window, window_kind: str) -> tuple[int, int, int]:
+def parse_window(window, window_kind: str) -> tuple[int, int, int]:
     if window_kind not in ("box", "gaussian"):
         raise ValueError(f"window_kind must be 'box' or 'gaussian', got {window_kind!r}")
     if window is None:
@@ -522,7 +464,7 @@ def _parse_window(window, window_kind: str) -> tuple[int, int, int]:
     return (int(window[0]), int(window[1]), int(window[2]))
 
 
-def _parse_temporal(sigma, support, protocol: str) -> bool:
+def parse_temporal(sigma, support, protocol: str) -> bool:
     """Validate the temporal Gaussian's arguments; False when it is switched off (None)."""
     if protocol not in ("centered", "official"):
         raise ValueError(f"protocol must be 'centered' or 'official', got {protocol!r}")
@@ -580,243 +522,11 @@ def smooth_scores(maps: torch.Tensor, lengths: Sequence[int] | torch.Tensor | No
                          f"{tuple(maps.shape)}")
     if maps.shape[1] < 1 or maps.shape[2] < 1:
         raise ValueError(f"maps frames must be non-empty, got {tuple(maps.shape)}")
-    win = _parse_window(window, window_kind)
-    temporal = _parse_temporal(sigma, support, protocol)
+    win = parse_window(window, window_kind)
+    temporal = parse_temporal(sigma, support, protocol)
     lens = _lengths_tensor(lengths, maps.shape[0], maps.device)
     scores = torch.ops.aedfast.filter_frame_max(maps, lens, list(win), window_kind, False)
     if temporal:
         scores = torch.ops.aedfast.temporal_gaussian(scores, lens, int(support), float(sigma),
                                                      protocol)
     return scores
-
-
-# ----------------------------------------------------------------------------------------
-# Streaming
-# ----------------------------------------------------------------------------------------
-
-
-class _Stream:
-    """One stream's state: its row in the smoother's rings (maps on the device, filtered frame
-    maxima on the host) and its counters of absolute frame indices."""
-
-    def __init__(self, slot: int) -> None:
-        self.slot = slot   # row of the rings
-        self.n_in = 0      # frames received
-        self.n_max = 0     # frames whose filtered max is known
-        self.n_out = 0     # frames whose score was emitted
-
-
-class StreamingSmoother:
-    """`smooth_scores` for live cameras: N streams, maps fed frame by frame.
-
-    Frame f's score needs maps up to f + window[0]//2 (3D filter) and frame maxima up to
-    f + support//2 (temporal Gaussian), so it comes out `delay = window[0]//2 + support//2`
-    frames after it went in: the step that feeds frame f + delay returns it. Each score
-    equals the offline `smooth_scores` result for the whole stream (start borders handled as
-    offline: replicated, or zeros for the official protocol), up to float rounding; `flush`
-    ends a stream with the offline end borders.
-
-    Memory: one ring of maps on `device`, [slots, window[0], h, w] float32 (a stream's last
-    window[0] maps; slots grow by doubling as streams join and are reused when they leave),
-    and a host ring of each stream's last support + window[0]//2 + 2 frame maxima. A step's
-    work is O(window[0]) batched ops whatever the number of streams: the new maps go into the
-    ring with one index_copy_, the temporal part of the separable 3D filter is a weighted sum
-    of window[0] index_selects (temporaries: one [h, w] map per stream), the spatial part and
-    the frame max run as one `aedfast::filter_frame_max` call (Triton on CUDA), and the
-    temporal Gaussian of every stream's ready frame is one float64 matrix-vector product on
-    the host.
-    """
-
-    def __init__(self, h: int, w: int, *, window: tuple[int, int, int] | int | None = (9, 9, 9),
-                 window_kind: str = "box", sigma: float | None = 11.0,
-                 support: int | None = 37, protocol: str = "centered",
-                 device: torch.device | str | None = None) -> None:
-        if h < 1 or w < 1:
-            raise ValueError(f"h and w must be positive, got {h}, {w}")
-        self.h, self.w = int(h), int(w)
-        self.window = _parse_window(window, window_kind)
-        self.window_kind = window_kind
-        self.temporal = _parse_temporal(sigma, support, protocol)
-        self.protocol = protocol
-        self.support = int(support) if self.temporal else 1
-        self.weights = (temporal_weights(self.support, float(sigma), protocol)
-                        if self.temporal else [1.0])
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.rt = self.window[0] // 2
-        self.half = self.support // 2
-        self.delay = self.rt + self.half
-        self._wt = window_weights(self.window[0], window_kind)
-        self._streams: dict[Hashable, _Stream] = {}
-        self._ring = torch.empty(0, self.window[0], self.h, self.w, device=self.device)
-        # frame maxima ring: wide enough for a flush (window[0]//2 + 1 new maxima at once)
-        self._R = self.support + self.rt + 2
-        self._mx = np.zeros((0, self._R), dtype=np.float64)
-        self._w = np.asarray(self.weights, dtype=np.float64)
-        self._free: list[int] = []
-
-    @property
-    def streams(self) -> list[Hashable]:
-        """The ids of the open streams."""
-        return list(self._streams)
-
-    def add_stream(self, stream_id: Hashable) -> None:
-        """Open a new stream (its first frame will be frame 0)."""
-        if stream_id in self._streams:
-            raise ValueError(f"stream {stream_id!r} already exists")
-        if not self._free:
-            n = self._ring.shape[0]
-            grown = self._ring.new_empty((max(4, 2 * n), *self._ring.shape[1:]))
-            grown[:n] = self._ring
-            self._ring = grown
-            self._mx = np.concatenate([self._mx, np.zeros((grown.shape[0] - n, self._R))])
-            self._free = list(range(grown.shape[0] - 1, n - 1, -1))
-        self._streams[stream_id] = _Stream(self._free.pop())
-
-    def remove_stream(self, stream_id: Hashable, flush: bool = True) -> list[tuple[int, float]]:
-        """Close a stream. With flush (the default) its remaining scores are computed with the
-        offline end borders and returned, as `flush` does; flush=False drops them."""
-        out = self.flush(stream_id) if flush else []
-        self._free.append(self._streams.pop(stream_id).slot)
-        return out
-
-    def flush(self, stream_id: Hashable) -> list[tuple[int, float]]:
-        """Finish a stream at its end: every not yet emitted score, with end borders exactly
-        as offline. The stream stays open but takes no further frames (remove it next)."""
-        st = self._get(stream_id)
-        if st.n_in < 0:
-            return []
-        self._filter_ready([st], final=True)
-        out = self._emit([st], final=True)[0]
-        st.n_in = -1  # closed for input
-        return out
-
-    def step(self, maps: Mapping[Hashable, torch.Tensor] | torch.Tensor,
-             ids: Sequence[Hashable] | None = None) -> dict[Hashable, list[tuple[int, float]]]:
-        """Feed frames and collect the scores that became final.
-
-        maps: {id: [h, w] or [k, h, w] (k consecutive frames)} or a batched [S, h, w] tensor
-            with `ids` naming its S streams. Streams not named do not advance.
-        Returns {id: [(frame_index, score), ...]} for every stream fed (lists may be empty
-        during the first `delay` frames).
-        """
-        if isinstance(maps, torch.Tensor):
-            # the batched form: one frame per stream, checked and converted in one go
-            if ids is None or maps.dim() != 3 or maps.shape[0] != len(ids) \
-                    or tuple(maps.shape[1:]) != (self.h, self.w):
-                raise ValueError(f"a batched step needs maps [S, {self.h}, {self.w}] and ids of "
-                                 "length S")
-            if len(set(ids)) != len(ids):
-                raise ValueError("a batched step names a stream twice")
-            sub = [(sid, self._open(sid)) for sid in ids]
-            frames = maps.detach().to(self.device, torch.float32)
-            self._check_finite([sid for sid, _ in sub], frames)
-            subs = [(sub, frames)] if sub else []
-            fed_ids = list(ids)
-        else:
-            fed: dict[Hashable, tuple[_Stream, torch.Tensor]] = {}
-            for sid, m in maps.items():  # check every stream before any state changes
-                st = self._open(sid)
-                if not isinstance(m, torch.Tensor) or m.dim() not in (2, 3) \
-                        or tuple(m.shape[-2:]) != (self.h, self.w):
-                    raise ValueError(f"stream {sid!r}: maps must be [{self.h}, {self.w}] or "
-                                     f"[k, {self.h}, {self.w}]")
-                fed[sid] = (st, m.detach().to(self.device, torch.float32)
-                            .reshape(-1, self.h, self.w))
-            # one frame per stream at a time (the ring holds exactly the window a frame
-            # needs); each sub-step's frames are stacked once and checked in one pass
-            subs = []
-            for j in range(max((f.shape[0] for _, f in fed.values()), default=0)):
-                sub = [(sid, st) for sid, (st, f) in fed.items() if f.shape[0] > j]
-                frames = torch.stack([fed[sid][1][j] for sid, _ in sub])
-                self._check_finite([sid for sid, _ in sub], frames)
-                subs.append((sub, frames))
-            fed_ids = list(fed)
-        out: dict[Hashable, list[tuple[int, float]]] = {sid: [] for sid in fed_ids}
-        kt = self.window[0]
-        for sub, frames in subs:
-            pos = torch.tensor([st.slot * kt + st.n_in % kt for _, st in sub],
-                               dtype=torch.int64, device=self.device)
-            self._ring.view(-1, self.h, self.w).index_copy_(0, pos, frames)
-            for _, st in sub:
-                st.n_in += 1
-            streams = [st for _, st in sub]
-            self._filter_ready(streams, final=False)
-            for (sid, _), scores in zip(sub, self._emit(streams, final=False)):
-                out[sid] += scores
-        return out
-
-    # -- internals -----------------------------------------------------------------------
-
-    def _open(self, stream_id: Hashable) -> _Stream:
-        st = self._get(stream_id)
-        if st.n_in < 0:
-            raise ValueError(f"stream {stream_id!r} was flushed; add a new stream")
-        return st
-
-    @staticmethod
-    def _check_finite(ids: Sequence[Hashable], frames: torch.Tensor) -> None:
-        finite = torch.isfinite(frames).flatten(1).all(1)
-        if not bool(finite.all()):
-            bad = ids[int((~finite).nonzero()[0, 0])]
-            raise ValueError(f"stream {bad!r}: maps contain NaN or inf")
-
-    def _get(self, stream_id: Hashable) -> _Stream:
-        if stream_id not in self._streams:
-            raise KeyError(f"unknown stream {stream_id!r}; call add_stream first")
-        return self._streams[stream_id]
-
-    def _filter_ready(self, streams: Sequence[_Stream], final: bool) -> None:
-        """Filtered maxima of every frame whose temporal window is complete, all streams at
-        once. The window's frames (indices clamped to the stream = replicate borders) are read
-        from the ring, weighted and summed (the temporal pass of the separable filter), then
-        one filter_frame_max call runs the spatial passes and the max."""
-        kt = self.window[0]
-        slot, frame, last = [], [], []
-        for st in streams:
-            ready = st.n_in if final else st.n_in - self.rt
-            for f in range(st.n_max, ready):
-                slot.append(st.slot)
-                frame.append(f)
-                last.append(st.n_in - 1)
-        if not frame:
-            return
-        slot_a, f_a = np.asarray(slot), np.asarray(frame)
-        j = np.clip(f_a[:, None] + np.arange(kt) - self.rt, 0, np.asarray(last)[:, None])
-        idx = torch.from_numpy(np.ascontiguousarray((slot_a[:, None] * kt + j % kt).T))
-        idx = idx.to(self.device)
-        ring = self._ring.view(-1, self.h, self.w)
-        acc = ring.index_select(0, idx[0]).mul_(self._wt[0])
-        for k in range(1, kt):
-            acc.add_(ring.index_select(0, idx[k]), alpha=self._wt[k])
-        lens = torch.ones(len(frame), dtype=torch.int64, device=self.device)
-        maxima = torch.ops.aedfast.filter_frame_max(acc, lens, [1, *self.window[1:]],
-                                                    self.window_kind, True)
-        self._mx[slot_a, f_a % self._R] = maxima.double().cpu().numpy()
-        for st in streams:
-            st.n_max = max(st.n_max, st.n_in if final else st.n_in - self.rt)
-
-    def _emit(self, streams: Sequence[_Stream], final: bool) -> list[list[tuple[int, float]]]:
-        """The scores that became final, per stream: the temporal Gaussian of each ready
-        frame's maxima (replicated borders for "centered", zeros for "official"), all
-        streams' frames in one float64 product, rounded to float32."""
-        slot, frame, last, owner = [], [], [], []
-        for i, st in enumerate(streams):
-            ready = st.n_max if final else st.n_max - self.half
-            for g in range(st.n_out, ready):
-                slot.append(st.slot)
-                frame.append(g)
-                last.append(st.n_max - 1)
-                owner.append(i)
-            st.n_out = max(st.n_out, ready)
-        out: list[list[tuple[int, float]]] = [[] for _ in streams]
-        if not frame:
-            return out
-        g_a, last_a = np.asarray(frame), np.asarray(last)[:, None]
-        j = g_a[:, None] + np.arange(self.support) - self.half
-        vals = self._mx[np.asarray(slot)[:, None], np.clip(j, 0, last_a) % self._R]
-        if self.protocol != "centered" and self.temporal:
-            vals = np.where((j >= 0) & (j <= last_a), vals, 0.0)  # zero padding
-        scores = (vals @ self._w).astype(np.float32).tolist()
-        for i, g, sc in zip(owner, frame, scores):
-            out[i].append((g, sc))
-        return out

@@ -11,12 +11,12 @@ import pytest
 from aedfast.data import open_dataset
 from aedfast.data.synthetic import (
     ANOMALY_KINDS,
-    WALK,
     generate,
     load_manifest,
     make_scene,
     render_video,
 )
+from aedfast.data.synthetic_agents import WALK
 
 SMALL = {"n_train": 2, "n_test": 3, "frames": 90, "size": (48, 96), "progress": False}
 
@@ -141,19 +141,3 @@ def test_default_size_is_fast(tmp_path):
     fr = np.mean([v.labels.mean() for v in ds.test])
     assert 0.3 <= fr <= 0.55, fr
     assert dt < 20, f"default generation took {dt:.1f} s"
-
-
-def test_normal_objects_in_front_occlude_the_mask():
-    from aedfast.data.synthetic import Painter
-
-    img = np.zeros((20, 20, 3), np.uint8)
-    mask = np.zeros((20, 20), np.uint8)
-    p = Painter(img, mask)
-    p.begin(False)
-    p.rect(0, 0, 4, 4, (9, 9, 9))  # a normal object before any anomaly: mask untouched
-    p.begin(True)
-    p.rect(2, 2, 14, 14, (255, 0, 0))
-    p.begin(False)
-    p.rect(8, 8, 18, 18, (0, 255, 0))  # in front: hides part of the anomaly
-    assert mask[4, 4] == 255 and mask[10, 10] == 0 and mask[16, 16] == 0
-    assert (img[10, 10] == (0, 255, 0)).all() and (img[4, 4] == (255, 0, 0)).all()

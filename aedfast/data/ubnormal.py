@@ -1,5 +1,5 @@
 """UBnormal reader: a source of anomalous objects (frames + masks) for synthetic-anomaly
-training (SPEC §1, §6).
+training (docs/design.md §1, §6).
 
 Layout accepted (lenient). Every folder named ``<video>_annotations`` up to four levels below
 ROOT is one annotated video; its frames are, in this order of preference:
@@ -34,13 +34,8 @@ import cv2
 import numpy as np
 
 from ..frames import list_frame_files
-from .readers import (
-    VIDEO_EXTS,
-    DatasetError,
-    FrameFolderVideo,
-    Video,
-    VideoFileVideo,
-)
+from .errors import DatasetError
+from .videos import VIDEO_EXTS, FrameFolderVideo, Video, VideoFileVideo
 
 
 def _read_id_mask(path: Path) -> np.ndarray:

@@ -1,10 +1,9 @@
-"""Dataset readers: small fake trees in every layout (frames written with OpenCV, labels as
-.npy, .mat via scipy.io, .txt), lazy access, random access against sequential decoding, and
-clear errors on malformed trees."""
+"""Data set layouts: small fake trees in every layout (frames written with OpenCV, labels as
+.npy, .mat via scipy.io, .txt), what `open_dataset` finds in them, and clear errors on malformed
+trees."""
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import cv2
@@ -18,51 +17,18 @@ from aedfast.data import (
     VideoFileVideo,
     detect_kind,
     open_dataset,
-    open_ubnormal,
 )
 
-H, W = 24, 32
-
-
-def frame(i: int, seed: int = 0) -> np.ndarray:
-    """A flat frame whose colour encodes its index i < 100 and `seed` in steps of 24 grey
-    levels (robust to MJPG/JPEG loss)."""
-    assert 0 <= i < 100
-    return np.full((H, W, 3), (20 + 24 * (i % 10), 40 + 20 * seed, 20 + 24 * (i // 10)),
-                   np.uint8)
-
-
-def level(img: np.ndarray) -> int:
-    """The frame index encoded by `frame` (decoded from the mean colour)."""
-    b, _, r = img.reshape(-1, 3).mean(0)
-    return int(round((b - 20) / 24)) + 10 * int(round((r - 20) / 24))
-
-
-def write_avi(path: Path, n: int, seed: int = 0) -> list[np.ndarray]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames = [frame(i, seed) for i in range(n)]
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (W, H))
-    assert w.isOpened()
-    for f in frames:
-        w.write(f)
-    w.release()
-    return frames
-
-
-def write_frames(folder: Path, n: int, ext: str = ".jpg", fmt: str = "{:03d}", seed: int = 0,
-                 gray: bool = False) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        f = frame(i, seed)
-        cv2.imwrite(str(folder / (fmt.format(i) + ext)), f[..., 0] if gray else f)
-
-
-def box_masks(n: int, on: list[int]) -> np.ndarray:
-    m = np.zeros((n, H, W), np.uint8)
-    for t in on:
-        m[t, 5 + t % 4: 12 + t % 4, 8:15] = 1
-    return m
-
+from .data_trees import (
+    H,
+    W,
+    box_masks,
+    frame,
+    level,
+    make_shanghaitech,
+    write_avi,
+    write_frames,
+)
 
 # ----------------------------------------------------------------------------- Avenue
 
@@ -140,49 +106,8 @@ def test_avenue_without_ground_truth(tmp_path):
         open_dataset(tmp_path, "avenue")
 
 
-def test_video_file_random_access_matches_sequential(tmp_path):
-    src = write_avi(tmp_path / "v.avi", 90)
-    v = VideoFileVideo(tmp_path / "v.avi", cache_size=4)
-    assert len(v) == 90 and v.shape == (H, W)
-    seq = [level(f) for f in v.frames()]
-    assert seq == [level(f) for f in src]
-    order = [50, 3, 3, 89, 0, 60, 61, 62, 10, -1, 88, 12, 70]  # back, forth, far, near, cached
-    for i in order:
-        f = v[i]
-        assert f.dtype == np.uint8 and f.shape == (H, W, 3)
-        assert level(f) == seq[i]
-    assert [level(f) for f in v.frames(20, 25)] == seq[20:25]
-    f = v[7]
-    f[:] = 0  # writing into a returned frame leaves the cache intact
-    assert level(v[7]) == seq[7]
-    with pytest.raises(IndexError):
-        v[90]
-    with pytest.raises(TypeError):
-        v[1.5]
-    # picklable (DataLoader workers) with the decoder dropped
-    v2 = pickle.loads(pickle.dumps(v))
-    assert level(v2[33]) == seq[33] and level(v[34]) == seq[34]
-    v.close()
-    assert level(v[5]) == seq[5]
-
-
 # ----------------------------------------------------------------------------- ShanghaiTech
-
-
-def make_shanghaitech(root: Path, pixel: bool = True) -> dict[str, np.ndarray]:
-    write_avi(root / "training/videos/01_001.avi", 11)
-    gt = {}
-    for name, n in (("01_0014", 9), ("02_0161", 7)):
-        write_frames(root / "testing/frames" / name, n, ".jpg", "{:03d}")
-        m = box_masks(n, [1, 2] if name == "01_0014" else [6])
-        (root / "testing/test_frame_mask").mkdir(parents=True, exist_ok=True)
-        np.save(root / "testing/test_frame_mask" / f"{name}.npy",
-                m.reshape(n, -1).any(1).astype(np.int64))
-        if pixel:
-            (root / "testing/test_pixel_mask").mkdir(parents=True, exist_ok=True)
-            np.save(root / "testing/test_pixel_mask" / f"{name}.npy", m)
-        gt[name] = m
-    return gt
+# (the tree: tests/data_trees.make_shanghaitech)
 
 
 def test_shanghaitech(tmp_path):
@@ -336,110 +261,3 @@ def test_folder(tmp_path):
         open_dataset(tmp_path / "missing", "folder")
     with pytest.raises(ValueError, match="unknown data set kind"):
         open_dataset(tmp_path, "kitti")
-
-
-def test_lazy_open_and_clear_decode_error(tmp_path):
-    write_frames(tmp_path / "v", 5, ".jpg")
-    (tmp_path / "v/003.jpg").write_bytes(b"not a jpeg")
-    ds = open_dataset(tmp_path, "folder")  # opening decodes nothing
-    v = ds.test[0]
-    assert level(v[2]) == level(frame(2))
-    with pytest.raises(DatasetError, match="003.jpg"):
-        v[3]
-
-
-def test_unreadable_video_file(tmp_path):
-    (tmp_path / "bad.avi").write_bytes(b"\0" * 100)
-    with pytest.raises(DatasetError, match="bad.avi"):
-        open_dataset(tmp_path, "folder")
-
-
-# ----------------------------------------------------------------------------- UBnormal
-
-
-def write_id_masks(folder: Path, n: int, name: str) -> np.ndarray:
-    """Object 3 in frames 1..4 (moving right), object 5 in frames 3..6 and again at 9."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ids = np.zeros((n, H, W), np.uint8)
-    for t in range(1, 5):
-        ids[t, 4:10, 2 + t: 8 + t] = 3
-    for t in (3, 4, 5, 6, 9):
-        ids[t, 14:20, 20:26] = 5
-    for t in range(n):
-        m = np.repeat(ids[t][..., None], 3, axis=2)  # UBnormal masks are colour PNGs
-        cv2.imwrite(str(folder / f"{name}_{t:04d}_gt.png"), m)
-    return ids
-
-
-def test_ubnormal_original_layout(tmp_path):
-    name = "abnormal_scene_1_scenario_1"
-    scene = tmp_path / "Scene1"
-    n = 10
-    scene.mkdir()
-    vw = cv2.VideoWriter(str(scene / f"{name}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, (W, H))
-    if not vw.isOpened():  # pragma: no cover - codec missing in this OpenCV build
-        vw = cv2.VideoWriter(str(scene / f"{name}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25,
-                             (W, H))
-    for i in range(n):
-        vw.write(frame(i))
-    vw.release()
-    ann = scene / f"{name}_annotations"
-    ids = write_id_masks(ann / f"{name}_gt", n, name)
-    (ann / f"{name}_tracks.txt").write_text("3,1,5\n5,3,7\n")
-    # a normal video (ignored by default) and its annotations
-    write_avi(scene / "normal_scene_1_scenario_1.avi", n)
-    write_id_masks(scene / "normal_scene_1_scenario_1_annotations", n, "x")
-    ub = open_ubnormal(tmp_path)
-    assert len(ub) == 1 and ub.videos[0].name == name
-    seqs = list(ub.sequences())
-    assert [(s.object_id, s.start, s.stop) for s in seqs] == [(3, 1, 5), (5, 3, 7)]
-    f, m = seqs[0].load()
-    assert f.shape == (4, H, W, 3) and m.shape == (4, H, W) and m.dtype == bool
-    np.testing.assert_array_equal(m, ids[1:5] == 3)
-    assert level(f[0]) == pytest.approx(level(frame(1)), abs=3)
-    fc, mc = seqs[0].load(crop=True, pad=0)
-    assert fc.shape == (4, 6, 9, 3) and mc.shape == (4, 6, 9)  # union box of the moving square
-    assert mc.sum() == m.sum()
-    f2, _ = seqs[1].load(min_area=1)
-    assert len(f2) == 4
-    assert "2 anomalous object tracks" in ub.summary()
-    assert len(open_ubnormal(tmp_path, only_abnormal=False)) == 2
-
-
-def test_ubnormal_extracted_frames_without_tracks(tmp_path):
-    name = "abnormal_scene_2_scenario_3"
-    n = 11
-    write_frames(tmp_path / "train/frames" / name, n, ".jpg", "{:d}")
-    write_id_masks(tmp_path / "train/annotations" / f"{name}_annotations", n, name)
-    ub = open_ubnormal(tmp_path)
-    tracks = [(s.object_id, s.start, s.stop) for s in ub.sequences()]
-    assert tracks == [(3, 1, 5), (5, 3, 7), (5, 9, 10)]  # runs of consecutive frames
-    assert [(s.object_id, s.start) for s in ub.sequences(min_length=2)] == [(3, 1), (5, 3)]
-    seq = next(ub.sequences())
-    assert seq.mask(0).sum() == 36 and level(seq.frame(0)) == level(frame(1))
-
-
-def test_ubnormal_errors(tmp_path):
-    with pytest.raises(DatasetError, match="no annotated"):
-        open_ubnormal(tmp_path)
-    name = "abnormal_scene_3_scenario_1"
-    write_id_masks(tmp_path / "Scene3" / f"{name}_annotations" / f"{name}_gt", 10, name)
-    with pytest.raises(DatasetError, match=f"{name}.mp4"):
-        open_ubnormal(tmp_path)
-    write_frames(tmp_path / "Scene3" / name, 6, ".jpg")
-    with pytest.raises(DatasetError, match="10 mask images for 6 frames"):
-        open_ubnormal(tmp_path)
-    write_frames(tmp_path / "Scene3" / name, 10, ".jpg")
-    (tmp_path / "Scene3" / f"{name}_annotations" / f"{name}_tracks.txt").write_text("3 x 4\n")
-    with pytest.raises(DatasetError, match="tracks.txt:1"):
-        open_ubnormal(tmp_path)
-
-
-def test_npy_masks_pickle_by_path(tmp_path):
-    gt = make_shanghaitech(tmp_path)
-    v = open_dataset(tmp_path, "shanghaitech").test[0]
-    blob = pickle.dumps(v)
-    assert len(blob) < 2000  # the mask array is not copied into the pickle
-    v2 = pickle.loads(blob)
-    np.testing.assert_array_equal(v2.mask(1), gt[v.name][1] != 0)
-    np.testing.assert_array_equal(v2.labels, v.labels)

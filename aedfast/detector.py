@@ -1,0 +1,341 @@
+"""Detector: uint8 frames in, smoothed anomaly scores out, for video files, frame folders,
+arrays and cameras.
+
+Data flows one way: frames (`aedfast.frames`: sources, resizes) -> the model step
+(`aedfast.step`: compiled, CUDA graphs) -> maps -> 3D filter + frame max and temporal
+smoothing (`aedfast.scoring`) -> scores. Live streams are `aedfast.stream.DetectorStream`.
+
+Pre-processing (docs/design.md §2), once per frame: frames come as uint8 (H0 x W0 x 3, BGR as
+OpenCV reads them) and are resized to the preset's size as ``cv2.resize(INTER_LINEAR)`` does
+(`aedfast.frames.prepare_frames`). The resized uint8 frames live in a frame store (a ring
+buffer per video); each model step gathers frames t-3, t, t+3 (frame t where a neighbour
+does not exist) from it and scales them as (v - 127.5) / 127.5 inside the compiled step.
+
+Speed: on CUDA each step (gather, scale, model, maps) is captured as a CUDA graph per batch
+bucket over static buffers, around a torch.compile'd model running the fused "triton"
+backend, in bfloat16 by default (built, not yet measured on a GPU: see README "Status"). On
+the CPU the model runs the "torch" backend (folded BatchNorm, SDPA) compiled by inductor in
+float32. The baseline every fast path is checked against is backend "eager", compile=False,
+cuda_graphs=False, precision "fp32".
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from .frames import FrameSource, prepare_frames
+from .model import AEDMAE, load_model
+from .scoring import PROTOCOLS, ChunkFilter, Smoothing, finish_scores, resolve_smoothing
+from .step import OFFSET, StepCore, StepRunner, stack_indices
+
+if TYPE_CHECKING:
+    from .stream import DetectorStream
+
+__all__ = ["PRECISIONS", "Detector", "VideoResult"]
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class VideoResult:
+    """Scores of one video. T = the number of input frames.
+
+    scores: float32 [T] the smoothed frame scores, one per input frame.
+    raw_scores: float32 [T] before any smoothing (paper: max of each frame's map; official:
+        the token-mean frame score).
+    maps: float32 [T, H, W] (pixel) or [T, h, w] (token) anomaly maps before filtering, when
+        asked for (return_maps=True), else None.
+    frames, seconds, fps: frames scored, wall-clock seconds end to end (decode included),
+        frames per second.
+    """
+
+    scores: np.ndarray
+    raw_scores: np.ndarray
+    maps: np.ndarray | None = None
+    frames: int = 0
+    seconds: float = 0.0
+    fps: float = 0.0
+    info: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.frames)
+
+
+# ----------------------------------------------------------------------------- detector
+
+
+def _auto_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS/Windows
+        return os.cpu_count() or 1
+
+
+class Detector:
+    """Scores videos and live streams with an AED-MAE.
+
+    Args:
+        model_or_checkpoint: an AEDMAE (copied, the caller's model is left untouched), a
+            native .safetensors checkpoint, an official .pth teacher checkpoint, or a
+            (teacher.pth, student.pth) pair.
+        preset: the preset of official checkpoints (native ones carry their config).
+        device: "cuda", "cuda:1", "cpu"; default CUDA when available.
+        precision: "fp32", "bf16" (weights and activations in bfloat16; the fused kernels
+            accumulate in float32), or "auto" = bf16 on CUDA, fp32 on the CPU.
+        batch_size: frames per model step (the largest bucket).
+        compile: torch.compile the step (inductor).
+        cuda_graphs: capture the step as CUDA graphs per batch bucket (CUDA only).
+        seed: masking-noise seed (see `frame_noise`).
+        smoothing: a `Smoothing`, a dict of its fields overriding the protocol's default, or
+            None (no smoothing: scores = raw scores).
+        protocol: "paper" (pixel maps, 3D filter, frame max, temporal Gaussian) or "official"
+            (token-mean scores and the official filter, docs/design.md §2/§5).
+        official_dataset: which official rule ("avenue" or "shanghaitech"); default from the
+            model's preset name (avenue unless it is "shanghaitech").
+        backend: model backend; default "triton" on CUDA, "torch" on the CPU, falling back to
+            "eager" with a warning when the fused backend cannot be set.
+        buckets: batch sizes with their own compiled step / CUDA graph (default 1, 8, 64, 256
+            up to batch_size, and batch_size).
+        threads: CPU threads for torch (default: leave torch's setting, capped at the cores
+            this process may use).
+    """
+
+    def __init__(self, model_or_checkpoint: AEDMAE | str | os.PathLike | tuple, *,
+                 preset: str = "avenue", device: str | torch.device | None = None,
+                 precision: str = "auto", batch_size: int = 64, compile: bool = True,
+                 cuda_graphs: bool = True, seed: int = 0,
+                 smoothing: Smoothing | Mapping | None | str = "default",
+                 protocol: str = "paper", official_dataset: str | None = None,
+                 backend: str | None = None, buckets: Sequence[int] | None = None,
+                 threads: int | None = None):
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.device = torch.device(device) if device is not None else _auto_device()
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' asked for but CUDA is not available")
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        if self.device.type == "cpu":
+            cores = _cpu_cores()
+            if threads is not None:
+                torch.set_num_threads(max(1, int(threads)))
+            elif torch.get_num_threads() > cores:
+                torch.set_num_threads(cores)
+
+        src = load_model(model_or_checkpoint, preset=preset)
+        model = copy.deepcopy(src).eval()
+        for prm in model.parameters():
+            prm.requires_grad_(False)
+        self.config = model.config
+        self.protocol = protocol
+        name = self.config.name
+        self.official_dataset = official_dataset or (
+            "shanghaitech" if name == "shanghaitech" else "avenue")
+        if self.official_dataset not in ("avenue", "shanghaitech"):
+            raise ValueError("official_dataset must be 'avenue' or 'shanghaitech'")
+        self.smoothing = resolve_smoothing(smoothing, protocol, self.official_dataset)
+
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        self.precision = precision
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+
+        # BatchNorm is folded in float32 first; bf16 then runs the whole model in bfloat16
+        # (the fused ops take one activation dtype; they accumulate, and compute LayerNorm
+        # and softmax statistics, in float32)
+        model.to(self.device)
+        want = backend or ("triton" if self.device.type == "cuda" else "torch")
+        self.backend = self._set_backend(model, want)
+        model.to(dtype)
+        self.model = model
+        self.seed = int(seed)
+        core = StepCore(model, protocol, self.smoothing, self.official_dataset, self.seed, dtype)
+        self.runner = StepRunner(core, self.device, compile=compile, cuda_graphs=cuda_graphs,
+                                 batch_size=batch_size, buckets=buckets)
+        self._store: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ set-up helpers
+
+    def _set_backend(self, model: AEDMAE, name: str) -> str:
+        if name == "eager":
+            return model.set_backend("eager").backend
+        try:
+            model.set_backend(name)
+        except Exception as e:  # the fused kernels may be unavailable on this machine
+            warnings.warn(f"backend {name!r} unavailable ({type(e).__name__}: {e}); "
+                          "using 'eager'", RuntimeWarning, stacklevel=3)
+            model.set_backend("eager")
+        return model.backend
+
+    @property
+    def batch_size(self) -> int:
+        """Frames per model step (the largest bucket)."""
+        return self.runner.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self.runner.batch_size = value
+
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        """Batch sizes with their own compiled step / CUDA graph."""
+        return self.runner.buckets
+
+    @property
+    def compiled(self) -> bool:
+        return self.runner.compiled
+
+    @property
+    def cuda_graphs(self) -> bool:
+        return self.runner.cuda_graphs
+
+    @property
+    def map_size(self) -> tuple[int, int]:
+        """(rows, columns) of one anomaly map: pixels, tokens, or (1, 1) for "official"."""
+        if self.protocol == "official":
+            return (1, 1)
+        if self.smoothing.resolution == "token":
+            return self.config.grid
+        return tuple(self.config.img_size)
+
+    def describe(self) -> dict:
+        """The settings that decide speed and numbers (device, backend, precision, ...)."""
+        return {"device": str(self.device), "backend": self.backend, "precision": self.precision,
+                "compile": self.compiled, "cuda_graphs": self.cuda_graphs,
+                "batch_size": self.batch_size, "buckets": list(self.buckets),
+                "protocol": self.protocol, "preset": self.config.name, "seed": self.seed}
+
+    # ------------------------------------------------------------------ pre-processing
+
+    def preprocess(self, frames: torch.Tensor | np.ndarray, channel_order: str = "bgr"
+                   ) -> torch.Tensor:
+        """uint8 [n, H0, W0, C] (C = 3 BGR, 1 grey, 4 BGRA; or [n, H0, W0] grey), on the host
+        or the device -> uint8 [n, 3, H, W] on the device, resized to the preset's size
+        (`cv2_resize`: OpenCV's INTER_LINEAR) and in BGR order."""
+        return prepare_frames(frames, self.config.img_size, self.device, channel_order)
+
+    # ------------------------------------------------------------------ offline
+
+    @torch.inference_mode()
+    def score_video(self, source, *, return_maps: bool = False, progress: bool = False,
+                    max_frames: int | None = None, channel_order: str = "bgr") -> VideoResult:
+        """Score every frame of a video.
+
+        source: a video file path (decoded with OpenCV in a background thread), a folder of
+            frame images (natural order), a uint8 array or tensor [T, H, W, 3] (BGR; grey
+            [T, H, W] / [T, H, W, 1] is replicated, BGRA drops alpha; CPU or CUDA memory), an
+            iterable of [H, W, 3] uint8 frames, or a camera index / stream URL.
+        return_maps: also return the per-frame anomaly maps (paper protocol).
+        max_frames: stop after this many frames.
+        Any frame size: frames are resized on the device. Videos of 1 or 2 frames are scored
+        (missing neighbours = frame t). A truncated file is scored up to the last frame that
+        decodes, with a RuntimeWarning; zero frames raise ValueError.
+        """
+        if return_maps and self.protocol == "official":
+            raise ValueError("maps are a paper-protocol output; use protocol='paper'")
+        t_start = time.perf_counter()
+        sm = self.smoothing
+        B = self.batch_size
+        chunk = max(B, 16)
+        src = FrameSource(source, chunk, pin=self.device.type == "cuda", max_frames=max_frames)
+        cap = B + chunk + 2 * OFFSET + 2
+        store = self._store
+        if store is None or store.shape[0] < cap:
+            if store is not None:
+                self.runner.forget(store)
+            H, W = self.config.img_size
+            store = self._store = torch.empty(cap, 3, H, W, dtype=torch.uint8,
+                                              device=self.device)
+        C = store.shape[0]
+
+        def slot(t):
+            return t % C
+
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=src.total, unit="frame", desc=Path(src.name).name, leave=False)
+
+        filt = ChunkFilter(sm, self.protocol)
+        raw_parts: list[torch.Tensor] = []
+        map_parts: list[np.ndarray] = []
+        uploaded = 0  # frames in the store: [0, uploaded)
+        done = 0  # frames through the model: [0, done)
+
+        def run(upto: int, last: int) -> None:
+            nonlocal done
+            while done < upto:
+                k = min(B, upto - done)
+                t = np.arange(done, done + k, dtype=np.int64)
+                idx = stack_indices(t, last, slot)
+                maps, raw = self.runner.run(store, idx, t)
+                raw_parts.append(raw)
+                filt.push(maps)
+                if return_maps:
+                    map_parts.append(maps.float().cpu().numpy())
+                done += k
+                if bar is not None:
+                    bar.update(k)
+
+        try:
+            for ch in src.chunks():
+                n = ch.shape[0]
+                if n == 0:
+                    continue
+                x = self.preprocess(ch, channel_order)
+                slots = torch.arange(uploaded, uploaded + n, device=self.device) % C
+                store.index_copy_(0, slots, x)
+                uploaded += n
+                # frames whose t+3 is in: full batches only, so the store never overflows
+                ready = uploaded - OFFSET
+                run(done + (max(0, ready - done) // B) * B, last=uploaded - 1)
+            if uploaded == 0:
+                raise ValueError(f"{src.name}: no frames to score (empty video)")
+            run(uploaded, last=uploaded - 1)
+        finally:
+            if bar is not None:
+                bar.close()
+
+        raw = torch.cat(raw_parts)
+        scores = finish_scores(filt.finish(), sm, self.protocol, self.official_dataset)
+        T = uploaded
+        raw_np = raw.float().cpu().numpy()
+        scores_np = scores.float().cpu().numpy()
+        secs = time.perf_counter() - t_start
+        return VideoResult(
+            scores=scores_np, raw_scores=raw_np,
+            maps=np.concatenate(map_parts) if return_maps else None,
+            frames=T, seconds=secs, fps=T / secs if secs > 0 else float("inf"),
+            info={**self.describe(), "source": src.name, "truncated": src.truncated},
+        )
+
+    def score_camera(self, source: int | str, *, max_frames: int | None = None,
+                     progress: bool = False) -> VideoResult:
+        """Score a camera (index) or a stream URL until it ends or `max_frames`."""
+        return self.score_video(source, max_frames=max_frames, progress=progress)
+
+    # ------------------------------------------------------------------ streaming
+
+    def stream(self, n_streams: int = 0, *, max_streams: int | None = None,
+               strict: bool = False) -> DetectorStream:
+        """A `DetectorStream` with streams 0..n_streams-1 open (see its docstring)."""
+        from .stream import DetectorStream
+
+        return DetectorStream(self, n_streams, max_streams=max_streams, strict=strict)

@@ -1,0 +1,265 @@
+"""From model outputs to frame scores: the scoring options, maps, min-max, the chunked filter.
+
+Data flows one way: model outputs -> maps (`anomaly_maps`, or `official_frame_scores` for the
+official protocol) -> 3D filter + frame max (`ChunkFilter`, over a video fed in chunks) ->
+temporal smoothing (`finish_scores`) -> scores. The kernels behind the filter and the
+temporal Gaussian live in `aedfast.kernels.smoothing`; this module holds the options and the
+per-video bookkeeping around them (docs/design.md §1, §2, §5, §9).
+
+Protocols:
+- "paper" (default, docs/design.md §1): per-pixel map o = a|x - T|^2 + b|T - S|^2 + c*y
+  (`anomaly_maps`), a 3D filter + frame max, then a temporal Gaussian (`Smoothing`).
+- "official" (docs/design.md §2 official frame scores, §5 filter): token-mean errors (avenue
+  rule: L2 teacher + teacher/student; shanghaitech rule: L1 teacher, per-video min-max), then
+  the official one-sample-off-centre temporal filter (R = 38, S = 11 or R = 900, S = 282).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from .kernels.smoothing import smooth_scores
+
+__all__ = [
+    "PROTOCOLS", "ChunkFilter", "Smoothing", "anomaly_maps", "finish_scores", "minmax_normalize",
+    "official_frame_scores", "resolve_smoothing",
+]
+
+PROTOCOLS = ("paper", "official")
+
+
+@dataclass(frozen=True)
+class Smoothing:
+    """How frame scores are made from the model's outputs.
+
+    window: the 3D filter's odd sizes (frames, rows, columns) over the maps, or None.
+    window_kind: "box" (mean) or "gaussian" (per axis sigma = size / 6).
+    sigma, support: the temporal Gaussian over frame scores (support odd, in frames);
+        either None switches it off.
+    temporal: "centered" (normalised, borders replicated) or "official" (docs/design.md §5).
+    resolution: maps per "pixel" ([H, W], the paper's) or per "token" ([h, w], p*p smaller).
+    a, b, c: weights of the reconstruction error, the teacher/student discrepancy and the
+        predicted anomaly-map channel (docs/design.md §1).
+    d: weight of the cls head's synthetic-anomaly probability sigmoid(cls_logit), added
+        uniformly to every pixel of the frame's map (so it adds d * p to the frame max and
+        passes through the filters unchanged in space). An aedfast addition, 0 by default:
+        the paper's formula has no such term, and official checkpoints have no trained head.
+        Maps returned with d > 0 carry that per-frame offset.
+    """
+
+    window: tuple[int, int, int] | None = (9, 9, 9)
+    window_kind: str = "box"
+    sigma: float | None = 11.0
+    support: int | None = 37
+    temporal: str = "centered"
+    resolution: str = "pixel"
+    a: float = 1.0
+    b: float = 1.0
+    c: float = 1.0
+    d: float = 0.0
+
+    @classmethod
+    def official(cls, dataset: str = "avenue") -> Smoothing:
+        """docs/design.md §5: the official filter, R = 38, S = 11 (avenue) or R = 900, S = 282."""
+        if dataset == "shanghaitech":
+            return cls(window=None, sigma=282.0, support=899, temporal="official")
+        return cls(window=None, sigma=11.0, support=37, temporal="official")
+
+    @property
+    def rt(self) -> int:
+        """Temporal radius of the 3D filter, frames."""
+        return 0 if self.window is None else int(self.window[0]) // 2
+
+    def filter_kwargs(self) -> dict:
+        return {"window": self.window, "window_kind": self.window_kind}
+
+    def temporal_kwargs(self) -> dict:
+        return {"sigma": self.sigma, "support": self.support, "protocol": self.temporal}
+
+
+def resolve_smoothing(smoothing: Smoothing | Mapping | str | None, protocol: str,
+                      official_dataset: str) -> Smoothing:
+    """The `Smoothing` a Detector uses: "default" (the protocol's own), None (no smoothing:
+    scores = raw scores), a `Smoothing`, or a dict of fields overriding the protocol's default.
+    Validated here, once, so that bad options fail at construction and not mid-video."""
+    base = Smoothing.official(official_dataset) if protocol == "official" else Smoothing()
+    if isinstance(smoothing, str):
+        if smoothing != "default":
+            raise ValueError(f"smoothing must be a Smoothing, a dict or None, got {smoothing!r}")
+        sm = base
+    elif smoothing is None:
+        sm = replace(base, window=None, sigma=None, support=None)
+    elif isinstance(smoothing, Smoothing):
+        sm = smoothing
+    elif isinstance(smoothing, Mapping):
+        sm = replace(base, **dict(smoothing))
+    else:
+        raise TypeError(f"smoothing must be a Smoothing, a dict or None, got "
+                        f"{type(smoothing).__name__}")
+    if sm.resolution not in ("pixel", "token"):
+        raise ValueError(f"resolution must be 'pixel' or 'token', got {sm.resolution!r}")
+    if sm.window is not None:
+        w = (sm.window,) * 3 if isinstance(sm.window, int) else tuple(sm.window)
+        sm = replace(sm, window=w)
+    smooth_scores(torch.zeros(1, 1, 1), window=sm.window, window_kind=sm.window_kind,
+                  sigma=sm.sigma, support=sm.support, protocol=sm.temporal)
+    return sm
+
+
+# ----------------------------------------------------------------------------- maps
+
+
+def anomaly_maps(target: torch.Tensor, teacher: torch.Tensor, student: torch.Tensor,
+                 grid: tuple[int, int], patch: int, a: float = 1.0, b: float = 1.0,
+                 c: float = 1.0, resolution: str = "pixel") -> torch.Tensor:
+    """Per-pixel (or per-token) anomaly maps from patchified model outputs.
+
+    Args:
+        target: [B, L, p*p*Ct] with Ct = 4 (frame + anomaly map) or 3 (frame only), layout
+            (h, w, p, p, C): token (i, j) holds its p x p pixels row-major, channel fastest.
+        teacher, student: [B, L, p*p*4], same layout; channels 0..2 the BGR frame in [-1, 1],
+            channel 3 the anomaly map in [-1, 1].
+        grid: (h, w) tokens, L = h * w. patch: p.
+        a, b, c: weights of the teacher error, the teacher/student error and the anomaly map.
+        resolution: "pixel" -> [B, h*p, w*p] (localisation metrics, pictures);
+            "token" -> [B, h, w], the mean over each token's pixels of the same quantity
+            (enough when only frame scores are wanted; p*p times smaller).
+
+    Returns: float32 maps, o = a*mean_c (target - teacher)^2 + b*mean_c (teacher - student)^2
+    + c*clamp((y + 1) / 2, 0, 1), with y the teacher's channel 3.
+    """
+    if resolution not in ("pixel", "token"):
+        raise ValueError(f"resolution must be 'pixel' or 'token', got {resolution!r}")
+    h, w = int(grid[0]), int(grid[1])
+    p = int(patch)
+    if h < 1 or w < 1 or p < 1:
+        raise ValueError(f"grid and patch must be positive, got grid={grid}, patch={patch}")
+    for name, t in (("target", target), ("teacher", teacher), ("student", student)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 3:
+            raise ValueError(f"{name} must be a 3-D tensor [B, L, p*p*C]")
+        if t.shape[1] != h * w:
+            raise ValueError(f"{name} has L={t.shape[1]} tokens, grid {h}x{w} needs {h * w}")
+    if teacher.shape[2] != p * p * 4 or student.shape != teacher.shape:
+        raise ValueError(f"teacher and student must both be [B, L, {p * p * 4}] "
+                         f"(p={p}, 4 channels), got {tuple(teacher.shape)}, "
+                         f"{tuple(student.shape)}")
+    if target.shape[0] != teacher.shape[0] or target.shape[2] not in (p * p * 3, p * p * 4):
+        raise ValueError(f"target must be [B, L, {p * p * 3}] or [B, L, {p * p * 4}], "
+                         f"got {tuple(target.shape)}")
+    bsz = teacher.shape[0]
+    tgt = target.float().reshape(bsz, h * w, p * p, -1)[..., :3]
+    tea = teacher.float().reshape(bsz, h * w, p * p, 4)
+    stu = student.float().reshape(bsz, h * w, p * p, 4)
+    e_rec = (tgt - tea[..., :3]).square().mean(-1)
+    e_dis = (tea[..., :3] - stu[..., :3]).square().mean(-1)
+    y = ((tea[..., 3] + 1.0) * 0.5).clamp(0.0, 1.0)
+    o = a * e_rec + b * e_dis + c * y  # [B, L, p*p]
+    if resolution == "token":
+        return o.mean(-1).reshape(bsz, h, w)
+    return o.reshape(bsz, h, w, p, p).permute(0, 1, 3, 2, 4).reshape(bsz, h * p, w * p)
+
+
+def official_frame_scores(target: torch.Tensor, out: tuple, *,
+                          dataset: str = "avenue") -> torch.Tensor:
+    """The official implementation's frame scores (docs/design.md §2), one per frame [B].
+
+    target: [B, L, p*p*4] patchified 4-channel target (docs/design.md §2 step 8).
+    "avenue": L2 per token, teacher error + teacher/student error, mean over tokens.
+    "shanghaitech": L1 per token, teacher error only (per-video min-max normalisation is
+    applied afterwards over a whole video: see `minmax_normalize`).
+    """
+    teacher, student = out[0], out[1]
+    if target.shape != teacher.shape:
+        raise ValueError(f"target shape {tuple(target.shape)} != prediction {tuple(teacher.shape)}")
+    if dataset == "avenue":
+        err = ((target - teacher) ** 2).mean(-1) + ((teacher - student) ** 2).mean(-1)
+    elif dataset == "shanghaitech":
+        err = (target - teacher).abs().mean(-1)
+    else:
+        raise ValueError(f"unknown official protocol {dataset!r}: 'avenue' or 'shanghaitech'")
+    return err.mean(-1)
+
+
+def minmax_normalize(scores: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """Min-max normalisation of one video's scores to [0, 1] (ShanghaiTech's official
+    protocol). A constant video gives zeros; NaN anywhere gives NaN everywhere (numpy or
+    torch in, the same type out)."""
+    if isinstance(scores, torch.Tensor):
+        lo, hi = scores.min(), scores.max()
+        return (scores - lo) / (hi - lo).clamp_min(torch.finfo(scores.dtype).tiny)
+    p = np.asarray(scores, dtype=np.float64)
+    if p.size == 0:
+        return p.copy()
+    lo, hi = np.min(p), np.max(p)
+    return (p - lo) / np.maximum(hi - lo, np.finfo(np.float64).tiny)
+
+
+# ----------------------------------------------------------------------------- video scores
+
+
+class ChunkFilter:
+    """The 3D filter + frame max over a video fed in chunks of maps, with bounded memory.
+
+    Frame f's filtered max needs maps f - rt .. f + rt (clamped to the video). Maps are
+    buffered until `min_chunk` frames are complete, then filtered on the buffered volume,
+    which starts rt frames before the first frame taken (or at the video's start): an
+    artificial border there only touches frames that are not taken, so the result equals
+    `smooth_scores` over the whole video. Memory: about min_chunk + batch + 2 rt maps.
+    """
+
+    def __init__(self, sm: Smoothing, protocol: str, min_chunk: int = 64):
+        self.window = None if protocol == "official" else sm.window
+        self.kind = sm.window_kind
+        self.rt = 0 if self.window is None else int(self.window[0]) // 2
+        self.min_chunk = int(min_chunk)
+        self.buf: list[torch.Tensor] = []
+        self.buf_start = 0  # frame index of the first buffered map
+        self.n = 0  # frames pushed
+        self.n_out = 0  # frames whose filtered max is known
+        self.out: list[torch.Tensor] = []
+
+    def _filter(self, vol: torch.Tensor) -> torch.Tensor:
+        if self.window is None:
+            return vol.float().amax(dim=(1, 2))
+        return smooth_scores(vol, window=self.window, window_kind=self.kind, sigma=None)
+
+    def push(self, maps: torch.Tensor) -> None:
+        self.buf.append(maps)
+        self.n += maps.shape[0]
+        if self.n - self.rt - self.n_out >= self.min_chunk:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        ready = self.n if final else self.n - self.rt
+        if ready <= self.n_out:
+            return
+        vol = self.buf[0] if len(self.buf) == 1 else torch.cat(self.buf)
+        start = self.buf_start
+        m = self._filter(vol)
+        self.out.append(m[self.n_out - start:ready - start])
+        self.n_out = ready
+        new_start = max(0, self.n_out - self.rt)
+        self.buf = [vol[new_start - start:].clone()]
+        self.buf_start = new_start
+
+    def finish(self) -> torch.Tensor:
+        self._flush(final=True)
+        return torch.cat(self.out)
+
+
+def finish_scores(filtered: torch.Tensor, smoothing: Smoothing, protocol: str,
+                  official_dataset: str) -> torch.Tensor:
+    """Frame scores of a whole video from its (3D-filtered) frame maxima: float [T] ->
+    float32 [T]. The shanghaitech official rule min-max normalises first; then the temporal
+    Gaussian of `smoothing` (none when its sigma or support is None)."""
+    s = filtered
+    if protocol == "official" and official_dataset == "shanghaitech":
+        s = minmax_normalize(s)
+    if smoothing.sigma is None or smoothing.support is None:
+        return s.float()
+    return smooth_scores(s.float().reshape(-1, 1, 1), window=None, sigma=smoothing.sigma,
+                         support=smoothing.support, protocol=smoothing.temporal)

@@ -1,0 +1,153 @@
+"""Tests of aedfast.stream.DetectorStream: streams equal offline scores, join and leave,
+batched input, bad frames, the official protocol, flat memory."""
+
+import gc
+import os
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from aedfast.detector import Detector
+from aedfast.model import AEDMAE, AEDConfig
+from aedfast.stream import DetectorStream
+from tests.detector_fixtures import collect
+
+
+def test_stream_equals_offline_with_join_and_leave(eager, video):
+    video = np.concatenate([video, video[::-1]])  # longer than the delay
+    offline = eager.score_video(video)
+    stream = eager.stream(2)
+    assert isinstance(stream, DetectorStream)
+    assert stream.delay == 3 + 4 + 18
+    lengths = {0: len(video), 1: 15}
+    got: dict = {}
+    late = None
+    first_score_step = None
+    for step in range(len(video)):
+        frames = {0: video[step]}
+        if step < lengths[1]:
+            frames[1] = video[step][..., ::-1].copy()  # a different stream content
+        if step == 5:
+            late = stream.add("late")
+        if late is not None and step >= 5:
+            frames[late] = video[step - 5]
+        out = stream.step(frames)
+        collect(got, out)
+        if first_score_step is None and out.get(0):
+            first_score_step = step
+            assert out[0][0][0] == 0
+        if step == lengths[1] - 1:
+            collect(got, {1: stream.remove(1)})
+    # frame 0 is scored when frame `delay` arrives
+    assert first_score_step == stream.delay
+    collect(got, stream.close())
+    assert len(stream) == 0
+    s0 = np.array([s for _, s in sorted(got[0])])
+    assert [t for t, _ in got[0]] == list(range(len(video)))
+    np.testing.assert_allclose(s0, offline.scores, rtol=1e-5, atol=1e-6)
+    s1 = np.array([s for _, s in sorted(got[1])])
+    ref1 = eager.score_video(video[:lengths[1]][..., ::-1].copy()).scores
+    np.testing.assert_allclose(s1, ref1, rtol=1e-5, atol=1e-6)
+    sl = np.array([s for _, s in sorted(got["late"])])
+    ref_late = eager.score_video(video[:len(video) - 5]).scores
+    np.testing.assert_allclose(sl, ref_late, rtol=1e-5, atol=1e-6)
+
+
+def test_stream_batch_input_and_growth(eager, video):
+    stream = eager.stream(1, max_streams=1)
+    stream.add()
+    stream.add()  # grows the frame store past max_streams
+    assert stream.ids == [0, 1, 2]
+    batch = np.stack([video[0]] * 3)
+    out = stream.step(batch)
+    assert set(out) == {0, 1, 2} and all(v == [] for v in out.values())
+    out = stream.step(torch.from_numpy(batch[:2]), ids=[2, 0])
+    assert set(out) == {0, 2}
+    with pytest.raises(ValueError, match="frames for"):
+        stream.step(batch[:2])
+    with pytest.raises(ValueError, match="already exists"):
+        stream.add(0)
+
+
+def test_stream_bad_frames_other_streams_keep_going(eager, video):
+    stream = eager.stream(3)
+    ref = eager.stream(1)
+    got, want = {}, {}
+    steps = 30  # longer than the delay, so scores come out during the steps too
+    for step in range(steps):
+        f = video[step % len(video)]
+        frames = {0: f, 1: f, 2: f}
+        if step == 4:
+            frames[1] = f.astype(np.float32)  # wrong dtype
+            frames[2] = cv2.resize(f, (200, 100))  # another size: resized
+            frames[7] = f  # unknown stream
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            collect(got, stream.step(frames))
+        if step == 4:
+            assert set(stream.last_errors) == {1, 7}
+            assert "uint8" in stream.last_errors[1]
+            assert len(caught) == 2
+        else:
+            assert stream.last_errors == {}
+        collect(want, ref.step({0: f}))
+    assert len(got[0]) == steps - stream.delay
+    collect(got, stream.close())
+    collect(want, ref.close())
+    # stream 0 is unaffected (batching with other streams moves only float rounding)
+    assert [t for t, _ in got[0]] == [t for t, _ in want[0]]
+    np.testing.assert_allclose([v for _, v in got[0]], [v for _, v in want[0]], rtol=1e-5)
+    assert len(got[0]) == steps and len(got[2]) == steps
+    assert len(got[1]) == steps - 1  # stream 1 lost one frame, no more
+    assert np.isfinite([s for _, s in got[1] + got[2]]).all()
+    strict = eager.stream(2, strict=True)
+    with pytest.raises(TypeError, match="uint8"):
+        strict.step({0: video[0], 1: video[0].astype(np.int16)})
+    assert strict._states[0].received == 0  # nothing ingested
+
+
+def test_stream_official_protocol(model, video):
+    det = Detector(model, device="cpu", backend="eager", compile=False, protocol="official")
+    s = det.stream(1)
+    got: dict = {}
+    for f in video:
+        collect(got, s.step([f]))
+    collect(got, s.close())
+    np.testing.assert_allclose([v for _, v in sorted(got[0])], det.score_video(video).scores,
+                               rtol=1e-5, atol=1e-7)
+    st = Detector(model, device="cpu", backend="eager", compile=False, protocol="official",
+                  official_dataset="shanghaitech")
+    with pytest.raises(ValueError, match="min-max"):
+        st.stream(1)
+
+
+def test_stream_memory_flat():
+    """10,000 steps of a micro model on the CPU: resident memory must not grow."""
+    cfg = AEDConfig(name="micro", img_size=(16, 32), patch_size=8, embed_dim=16, depth=1,
+                    num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    torch.manual_seed(0)
+    det = Detector(AEDMAE(cfg).eval(), device="cpu", backend="eager", compile=False,
+                   smoothing={"resolution": "token"})
+    stream = det.stream(1)
+    frames = np.random.default_rng(0).integers(0, 256, (1, 16, 32, 3), dtype=np.uint8)
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    n_scores = 0
+    for _ in range(1000):  # warm-up: allocator pools, caches
+        n_scores += sum(len(v) for v in stream.step(frames).values())
+    gc.collect()
+    start = rss_mb()
+    for _ in range(9000):
+        n_scores += sum(len(v) for v in stream.step(frames).values())
+    gc.collect()
+    growth = rss_mb() - start
+    assert n_scores == 10000 - stream.delay
+    assert growth < 20.0, f"resident memory grew by {growth:.1f} MB over 9000 steps"
+
+
