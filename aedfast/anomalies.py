@@ -1,12 +1,14 @@
-"""Synthetic anomalies pasted into training samples on the fly (SPEC §1, §3).
+"""Synthetic anomalies pasted into training samples on the fly (docs/design.md §1, §3).
 
 A training sample for frame t is the five frames at `SAMPLE_OFFSETS` = (-3, -1, 0, 1, 3): the
 model input (t-3, t, t+3) and the gradient frames of the token weights (t-1, t+1). With
-probability `prob` (0.25, SPEC §4) `AnomalyPaster.apply` pastes one or more anomalous objects
+probability `prob` (0.25, docs/design.md §4) `AnomalyPaster.apply` pastes one or more
+anomalous objects
 into all five frames along one trajectory, so each object is consistent in time (its position,
 size and appearance at offset tau follow from one draw). The training target stays the clean
 frame t; the union of the objects' pixel masks at t is the target's 4th channel and the anomaly
-map added to the motion gradient of the token weights (SPEC §3). Nothing is pre-rendered: every
+map added to the motion gradient of the token weights (docs/design.md §3). Nothing is
+pre-rendered: every
 epoch draws new objects, places and speeds.
 
 Motion of an object: its centre moves as c(tau) = c0 + v * tau (c0 uniform over the frame, so

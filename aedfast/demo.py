@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-# The demo's scoring: pixel maps o = a*rec + b*distill + c*y (SPEC §1) plus d times the cls
+# The demo's scoring: pixel maps o = a*rec + b*distill + c*y (docs/design.md §1) plus d times
+# the cls
 # head's probability, a (5, 9, 9) box filter, frame max, a temporal Gaussian (sigma 5). The
 # weights favour the two outputs trained on synthetic anomalies (y and the cls head): on the
 # tiny model they separate the benchmark's anomalies best (bench/results/*-cpu-demo.md).

@@ -2,8 +2,8 @@
 
 `evaluate(detector_or_checkpoint, dataset, protocol=...)` scores every test video with a
 Detector and applies aedfast.metrics. Protocol "paper": pixel maps, 3D smoothing, frame
-max, temporal Gaussian (SPEC §1); "official": the official token-mean frame scores and
-SPEC §5's filter (checkpoints of the official implementation give its numbers).
+max, temporal Gaussian (docs/design.md §1); "official": the official token-mean frame scores and
+docs/design.md §5's filter (checkpoints of the official implementation give its numbers).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def evaluate(detector_or_checkpoint, dataset, *, protocol: str = "paper",
                                        iter(res.maps), fps=25.0)
         bar.set_postfix(fps=f"{res.fps:.0f}")
     micro, macro = metrics.micro_macro_auc(scores, labels)
-    # a single video's macro AUC is its own padded AUC (SPEC §5)
+    # a single video's macro AUC is its own padded AUC (docs/design.md §5)
     per_video = [metrics.micro_macro_auc([s], [lab])[1] for s, lab in zip(scores, labels)]
     out = {
         "protocol": protocol,

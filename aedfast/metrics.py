@@ -1,4 +1,5 @@
-"""Evaluation metrics: frame-level AUC by the official protocol (SPEC §5), pixel-level AUC, and
+"""Evaluation metrics: frame-level AUC by the official protocol (docs/design.md §5), pixel-level
+AUC, and
 the region- and track-based detection criteria RBDC / TBDC (Ramachandra & Jones, "Street Scene",
 WACV 2020).
 
@@ -43,6 +44,9 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from .kernels.smoothing import temporal_weights
+from .scoring import minmax_normalize
+
 # The official inference settings per data set: filter range R, mu (sigma) S, per-video min-max
 # normalisation after filtering.
 OFFICIAL_PROTOCOL: dict[str, dict] = {
@@ -53,18 +57,17 @@ OFFICIAL_PROTOCOL: dict[str, dict] = {
 
 def official_kernel(R: int, S: float) -> np.ndarray:
     """The official Gaussian kernel g over support 1..R-1, centred on the support's element at
-    index len//2 - 1 (one sample left of centre). float64 [R - 1]."""
+    index len//2 - 1 (one sample left of centre). float64 [R - 1]. Its one formula lives in
+    `aedfast.kernels.smoothing.temporal_weights` (protocol "official", support R - 1)."""
     if int(R) != R or R < 2:
         raise ValueError(f"filter range R must be an integer >= 2, got {R}")
     if not S > 0:
         raise ValueError(f"filter mu (sigma) S must be > 0, got {S}")
-    support = np.arange(1, int(R), dtype=np.float64)
-    c = support[len(support) // 2 - 1]
-    return np.exp(-0.5 * ((support - c) / S) ** 2) / (S * np.sqrt(2 * np.pi))
+    return np.asarray(temporal_weights(int(R) - 1, float(S), "official"), dtype=np.float64)
 
 
 def official_filter(scores: np.ndarray, R: int, S: float) -> np.ndarray:
-    """The official temporal filter "filt(scores, range R, mu S)" (SPEC §5).
+    """The official temporal filter "filt(scores, range R, mu S)" (docs/design.md §5).
 
     scores: [T] frame scores. Zero-pads len(g)//2 samples on both sides and correlates with g in
     'valid' mode. Returns float64 [T]. For even R (the official settings 38 and 900) that is the
@@ -96,23 +99,22 @@ def _as_videos(name: str, seqs: Sequence) -> list[np.ndarray]:
     return out
 
 
-def smooth_scores(scores: np.ndarray, R: int | None, S: float | None,
-                  normalize: bool = False) -> np.ndarray:
-    """The official per-video post-processing: filter (if R is given), min-max normalise (if
-    `normalize`), NaN -> 0. float64 [T]."""
+def official_postprocess(scores: np.ndarray, R: int | None, S: float | None,
+                         normalize: bool = False) -> np.ndarray:
+    """The official per-video post-processing of frame scores: filter (if R is given), then
+    min-max normalise (if `normalize`), NaN -> 0. float64 [T]."""
     p = np.asarray(scores, dtype=np.float64).reshape(-1)
     if R is not None:
         p = official_filter(p, R, S if S is not None else 1.0)
     if normalize and p.size:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            p = (p - np.min(p)) / (np.max(p) - np.min(p))
+        p = minmax_normalize(p)
     return np.nan_to_num(p, nan=0.0)
 
 
 def micro_macro_auc(scores_per_video: Sequence[np.ndarray], labels_per_video: Sequence[np.ndarray],
                     *, smooth: tuple[int, float] | None = None, normalize: bool = False,
                     ) -> tuple[float, float]:
-    """Frame-level (micro AUC, macro AUC) by the official protocol (SPEC §5).
+    """Frame-level (micro AUC, macro AUC) by the official protocol (docs/design.md §5).
 
     scores_per_video: per video a [T] array of frame scores; labels_per_video: per video [T]
     0/1 labels. `smooth=(R, S)` applies `official_filter` to each video's scores first and
@@ -136,7 +138,7 @@ def micro_macro_auc(scores_per_video: Sequence[np.ndarray], labels_per_video: Se
             raise ValueError(f"video {i}: {s.size} scores for {lab.size} labels")
         if lab.size and not np.isin(lab, (0, 1)).all():
             raise ValueError(f"video {i}: labels must be 0/1")
-        p = smooth_scores(s, R, S, normalize)
+        p = official_postprocess(s, R, S, normalize)
         all_p.append(p)
         all_l.append(lab)
         lp = np.concatenate(([0.0], lab, [1.0]))
@@ -409,5 +411,5 @@ def rbdc_tbdc(maps_per_video, masks_per_video, *, thresholds: Sequence[float] | 
 __all__ = [
     "OFFICIAL_PROTOCOL", "curve_area", "default_thresholds", "detection_curves",
     "micro_macro_auc", "official_auc", "official_filter", "official_kernel", "pixel_auc",
-    "rbdc_tbdc", "smooth_scores",
+    "official_postprocess", "rbdc_tbdc",
 ]

@@ -1,10 +1,10 @@
-"""AED-MAE: the self-distilled masked auto-encoder (Ristea et al., CVPR 2024), SPEC §2.
+"""AED-MAE: the self-distilled masked auto-encoder (Ristea et al., CVPR 2024), docs/design.md §2.
 
 The module names and the forward pass follow the official implementation exactly, quirks
 included, so that its checkpoints load and give the same numbers:
 
 - the encoder's depthwise convolutions run on the kept tokens laid, in their shuffled
-  order, row-major into an h x int(w * (1 - r)) grid (SPEC §2 step 3);
+  order, row-major into an h x int(w * (1 - r)) grid (docs/design.md §2 step 3);
 - attention scores are scaled by D^-0.5 with D the block's full width, not the head width;
 - the MLP passes the cls row through unchanged, so the block adds LN2(y)_cls to y_cls;
 - the student branch leaves the teacher decoder after its first block.
@@ -90,7 +90,7 @@ class AEDConfig:
 
 
 PRESETS: dict[str, AEDConfig] = {
-    # The official configurations (SPEC §2).
+    # The official configurations (docs/design.md §2).
     "avenue": AEDConfig(name="avenue", img_size=(320, 640), patch_size=16),
     "shanghaitech": AEDConfig(name="shanghaitech", img_size=(160, 320), patch_size=8),
     # Small enough to train on 2 CPU cores in a few minutes: an 8 x 16 token grid.
@@ -154,7 +154,7 @@ class Masking(NamedTuple):
 
 
 def random_masking(noise: torch.Tensor, mask_ratio: float) -> Masking:
-    """SPEC §2 step 2: the kept/removed split drawn from `noise` [B, L] in [0, 1)."""
+    """docs/design.md §2 step 2: the kept/removed split drawn from `noise` [B, L] in [0, 1)."""
     B, L = noise.shape
     len_keep = int(L * (1 - mask_ratio))
     ids_shuffle = torch.argsort(noise, dim=1)
@@ -310,7 +310,7 @@ BACKENDS = ("eager", "torch", "triton")
 
 
 class AEDMAE(nn.Module):
-    """The AED-MAE of SPEC §2: CvT encoder, teacher decoder, student branch, cls head."""
+    """The AED-MAE of docs/design.md §2: CvT encoder, teacher decoder, student branch, cls head."""
 
     def __init__(self, config: AEDConfig | None = None):
         super().__init__()
@@ -330,7 +330,8 @@ class AEDMAE(nn.Module):
             Block(D, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth)
         )
         self.norm = nn.LayerNorm(D, eps=1e-6)
-        self.cls_head = nn.Linear(D, 1)  # SPEC §1; absent from the official implementation
+        # docs/design.md §1; absent from the official implementation
+        self.cls_head = nn.Linear(D, 1)
 
         self.decoder_embed = nn.Linear(D, Dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
@@ -372,7 +373,7 @@ class AEDMAE(nn.Module):
         cls, teacher_path: str | os.PathLike, student_path: str | os.PathLike | None = None,
         preset: str = "avenue", **overrides,
     ) -> AEDMAE:
-        """Load the official implementation's checkpoints (SPEC §2).
+        """Load the official implementation's checkpoints (docs/design.md §2).
 
         The teacher (everything but keys containing "student") comes from `teacher_path`
         (checkpoint-best.pth); keys containing "student" from `student_path`
@@ -518,9 +519,9 @@ class AEDMAE(nn.Module):
 
     def forward(self, x: torch.Tensor, mask_ratio: float | None = None,
                 noise: torch.Tensor | None = None) -> AEDOutput:
-        """x [B, 9, H, W] float scaled to [-1, 1] (SPEC §2) -> AEDOutput.
+        """x [B, 9, H, W] float scaled to [-1, 1] (docs/design.md §2) -> AEDOutput.
 
-        `noise` [B, L] fixes the masking (SPEC §2 step 2); drawn here when absent.
+        `noise` [B, L] fixes the masking (docs/design.md §2 step 2); drawn here when absent.
         `mask_ratio` defaults to the preset's.
         """
         self.check_input(x, noise)

@@ -254,12 +254,13 @@ class ChunkFilter:
 def finish_scores(filtered: torch.Tensor, smoothing: Smoothing, protocol: str,
                   official_dataset: str) -> torch.Tensor:
     """Frame scores of a whole video from its (3D-filtered) frame maxima: float [T] ->
-    float32 [T]. The shanghaitech official rule min-max normalises first; then the temporal
-    Gaussian of `smoothing` (none when its sigma or support is None)."""
-    s = filtered
+    float32 [T]: the temporal Gaussian of `smoothing` (none when its sigma or support is
+    None); the shanghaitech official rule then min-max normalises the filtered scores, as the
+    official evaluation does (filter first, then min-max; docs/design.md §5)."""
+    s = filtered.float()
+    if smoothing.sigma is not None and smoothing.support is not None:
+        s = smooth_scores(s.reshape(-1, 1, 1), window=None, sigma=smoothing.sigma,
+                          support=smoothing.support, protocol=smoothing.temporal)
     if protocol == "official" and official_dataset == "shanghaitech":
         s = minmax_normalize(s)
-    if smoothing.sigma is None or smoothing.support is None:
-        return s.float()
-    return smooth_scores(s.float().reshape(-1, 1, 1), window=None, sigma=smoothing.sigma,
-                         support=smoothing.support, protocol=smoothing.temporal)
+    return s

@@ -1,8 +1,8 @@
 """aedfast.kernels: the Triton kernel families, each beside its torch reference.
 
-- motion: frame differencing, 3x3 median, patch max/mean -> token weights (SPEC §3)
-- cvt: fused CvT block projections and MLP, BatchNorm folding (SPEC §2 step 4)
-- smoothing: 3D filter + frame max, temporal Gaussian (SPEC §5)
+- motion: frame differencing, 3x3 median, patch max/mean -> token weights (docs/design.md §3)
+- cvt: fused CvT block projections and MLP, BatchNorm folding (docs/design.md §2 step 4)
+- smoothing: 3D filter + frame max, temporal Gaussian (docs/design.md §5)
 """
 
 from ._triton import HAS_TRITON, INTERPRET

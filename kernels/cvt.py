@@ -1,4 +1,5 @@
-"""Fused CvT block (SPEC §2 step 4): BatchNorm folding, Triton kernels, torch reference, ops.
+"""Fused CvT block (docs/design.md §2 step 4): BatchNorm folding, Triton kernels, torch
+reference, ops.
 
 The official block is a chain of ~25 small ops. At inference it reduces to:
 
@@ -14,7 +15,8 @@ The official block is a chain of ~25 small ops. At inference it reduces to:
 which runs as two custom ops around torch's scaled_dot_product_attention (flash / efficient
 backends):
 - `aedfast::cvt_qkv`: LN1 + three depthwise 3x3 convs on the caller's h x w token grid (the
-  encoder's shuffled grid or the decoder's true grid, SPEC §2 step 3) + cls pass-through + the
+  encoder's shuffled grid or the decoder's true grid, docs/design.md §2 step 3) + cls
+  pass-through + the
   three projections, written as [3, B, T, D]; q/k/v are then free views [B, H, T, D/H] (the
   [B, T, H, d] memory order is flash attention's native layout).
 - `aedfast::cvt_out_mlp`: reads the attention output in its [B, H, T, d] layout (heads merged
@@ -53,7 +55,7 @@ __all__ = [
     "fold_conv_bn", "out_mlp_reference", "out_mlp_triton", "qkv_reference", "qkv_triton",
 ]
 
-LN_EPS = 1e-6  # every LayerNorm of the model (SPEC §2)
+LN_EPS = 1e-6  # every LayerNorm of the model (docs/design.md §2)
 QKV_NAMES = ("ln1_w", "ln1_b", "conv_w", "conv_b", "qkv_w", "qkv_b")
 MLP_NAMES = ("proj_w", "proj_b", "ln2_w", "ln2_b", "fc1_w", "fc1_b", "fc2_w", "fc2_b")
 WEIGHT_NAMES = QKV_NAMES + MLP_NAMES
@@ -535,7 +537,7 @@ def cvt_out_mlp(x: torch.Tensor, attn: torch.Tensor, weights: dict[str, torch.Te
 
 def cvt_block(x: torch.Tensor, weights: dict[str, torch.Tensor], h: int, w: int, num_heads: int,
               *, has_cls: bool = True, use_triton: bool = False) -> torch.Tensor:
-    """One whole CvT block (SPEC §2 step 4) with folded weights: x [B, T, D] -> [B, T, D].
+    """One whole CvT block (docs/design.md §2 step 4) with folded weights: x [B, T, D] -> [B, T, D].
 
     Attention is torch's scaled_dot_product_attention with the official scale D^-0.5 (D the
     block's full width), on q/k/v views of `cvt_qkv`'s output: no copies between the ops.

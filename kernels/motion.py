@@ -1,4 +1,5 @@
-"""Motion gradients and token weights (SPEC §3): Triton kernel, launcher, torch reference, op.
+"""Motion gradients and token weights (docs/design.md §3): Triton kernel, launcher, torch
+reference, op.
 
 Gradient of frame t = |median3x3(frame t+1) - median3x3(frame t-1)| per channel (border
 replicated; the median is optional). Token weight = per-patch, per-channel max of the gradient,
@@ -298,7 +299,8 @@ def motion_gradient_reference(prev: torch.Tensor, next: torch.Tensor,
 def motion_token_weights_reference(prev: torch.Tensor, next: torch.Tensor, patch: int,
                                    median: bool = True, anomaly_map: torch.Tensor | None = None,
                                    normalize: bool = True) -> torch.Tensor:
-    """Eager PyTorch `motion_token_weights` (SPEC §3), the definition the kernel must match."""
+    """Eager PyTorch `motion_token_weights` (docs/design.md §3), the definition the kernel must
+    match."""
     g = _gradient_bchw(prev, next, median)
     if anomaly_map is not None:
         scale = g.amax(dim=(1, 2, 3)).clamp_min(128.0)
@@ -370,7 +372,7 @@ def _check_frames(prev: torch.Tensor, next: torch.Tensor) -> tuple[int, int, int
 def motion_token_weights(prev: torch.Tensor, next: torch.Tensor, patch: int, *,
                          median: bool = True, anomaly_map: torch.Tensor | None = None,
                          normalize: bool = True) -> torch.Tensor:
-    """Motion token weights of SPEC §3 for a batch of independent frames.
+    """Motion token weights of docs/design.md §3 for a batch of independent frames.
 
     prev, next: frames t-1 and t+1, uint8 [B, H, W, C] (channels-last, as decoded) or float
         [B, C, H, W]; any strides. H and W must be multiples of `patch`.

@@ -1,4 +1,5 @@
-"""Score smoothing kernels (SPEC §1 last bullet, §5): anomaly maps -> 3D filter -> frame max
+"""Score smoothing kernels (docs/design.md §1 last bullet, §5): anomaly maps -> 3D filter ->
+frame max
 -> temporal Gaussian (Triton kernels, torch references, custom ops). The maps come from
 `aedfast.scoring.anomaly_maps`; the streaming form is `aedfast.stream.StreamingSmoother`.
 
@@ -10,7 +11,7 @@ their frames never mix):
    max over each filtered frame. The Triton kernel fuses all of it: the filtered volume is
    never written to memory.
 2. `aedfast::temporal_gaussian`: the frame scores smoothed by a temporal Gaussian, either
-   "centered" (normalised symmetric kernel, borders replicated) or "official" (SPEC §5:
+   "centered" (normalised symmetric kernel, borders replicated) or "official" (docs/design.md §5:
    the un-normalised kernel one sample off centre, zero padding).
 
 Gaussian window of size k along an axis: sigma = k / 6 and radius k // 2, i.e.
@@ -63,7 +64,8 @@ def temporal_weights(support: int, sigma: float, protocol: str) -> list[float]:
     out[i] = sum_k w[k] * s[i + k - support//2].
 
     centered: exp(-0.5 ((k - support//2) / sigma)^2), normalised to sum 1.
-    official (SPEC §5, support = R - 1): g(s) = exp(-0.5 ((s - c) / S)^2) / (S sqrt(2 pi)) for
+    official (docs/design.md §5, support = R - 1): g(s) = exp(-0.5 ((s - c) / S)^2) /
+    (S sqrt(2 pi)) for
     s = 1..R-1 with c = the support's element at index len//2 - 1, i.e. c = support//2 (and
     c = 1 for support 1, index -1) and w[k] = g(k + 1): one sample off centre and not
     normalised, exactly as the official code.
@@ -367,7 +369,7 @@ def _temporal_kernel(s_ptr, out_ptr, w_ptr, fvs_ptr, fve_ptr, N, S,
             j = tl.minimum(tl.maximum(j, vs), ve - 1)
             val = tl.load(s_ptr + j, mask=m, other=0.0)
         else:
-            # zero padding outside the video (SPEC §5)
+            # zero padding outside the video (docs/design.md §5)
             val = tl.load(s_ptr + j, mask=m & (j >= vs) & (j < ve), other=0.0)
         acc += wk * val
     tl.store(out_ptr + i, acc, mask=m)
@@ -510,7 +512,8 @@ def smooth_scores(maps: torch.Tensor, lengths: Sequence[int] | torch.Tensor | No
         sigma, support: the temporal Gaussian's standard deviation and odd length in frames;
             either None: no temporal smoothing.
         protocol: "centered": normalised symmetric kernel, borders replicated.
-            "official": SPEC §5 exactly, support = R - 1 (37 and 11 = Avenue's R = 38, S = 11;
+            "official": docs/design.md §5 exactly, support = R - 1 (37 and 11 = Avenue's
+            R = 38, S = 11;
             899 and 282 = ShanghaiTech), kernel one sample off centre, zero padding.
 
     Returns: float32 [N] frame scores on maps' device. Raises ValueError on NaN/inf in maps.

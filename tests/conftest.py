@@ -14,7 +14,8 @@ Where a test runs is decided here, so it is never a silent surprise:
 - Every other test runs on the CPU whatever the machine.
 
 AEDFAST_TEST_REHEARSE=1 (the GPU check's CPU rehearsal) keeps the first case of each
-parametrised `gpu` test and deselects the rest: every such test function still runs once.
+parametrised `gpu` test and deselects the rest and the `slow` ones: every other such test
+function still runs once (the whole set runs in the CPU suite).
 """
 
 import os
@@ -55,7 +56,8 @@ def pytest_collection_modifyitems(config, items):
         seen, keep, drop = set(), [], []
         for item in items:
             key = (str(item.path), getattr(item, "originalname", item.name))
-            if item.get_closest_marker("gpu") is not None and key in seen:
+            if item.get_closest_marker("gpu") is not None and (
+                    key in seen or item.get_closest_marker("slow") is not None):
                 drop.append(item)
             else:
                 seen.add(key)

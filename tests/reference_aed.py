@@ -1,4 +1,4 @@
-"""An independent, literal reading of SPEC §2, written from the text and not from
+"""An independent, literal reading of docs/design.md §2, written from the text and not from
 aedfast.model: plain functions over an official-layout state dict, float64, explicit loops
 over heads and tokens where the spec describes them. Slow on purpose; used only in tests.
 """

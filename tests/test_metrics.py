@@ -1,4 +1,5 @@
-"""Metrics: the official temporal filter and micro/macro AUC (SPEC §5) against hand-computed
+"""Metrics: the official temporal filter and micro/macro AUC (docs/design.md §5) against
+hand-computed
 values, scikit-learn and an independent loop; pixel AUC; RBDC/TBDC on hand-built cases."""
 
 from __future__ import annotations

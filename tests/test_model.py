@@ -1,4 +1,4 @@
-"""AEDMAE against the independent literal reference of SPEC §2 (tests/reference_aed.py),
+"""AEDMAE against the independent literal reference of docs/design.md §2 (tests/reference_aed.py),
 official-checkpoint loading, native checkpoints, patchify, and bad input."""
 
 from __future__ import annotations

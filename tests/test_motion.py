@@ -207,6 +207,7 @@ def test_single_patch(patch, dtype, device):
     check_weights(prev, nxt, patch, device, normalize=False, anomaly_map=amap)
 
 
+@pytest.mark.slow  # a minute under the interpreter; the GPU check's rehearsal leaves it out
 def test_avenue_full_size(device):
     """The avenue preset's frame: 320x640, patch 16, batch 1, through the Triton kernel."""
     prev, nxt = shape_frames(1, 320, 640, 3, seed=5, step=6)
