@@ -130,10 +130,11 @@ def cmd_score(args: argparse.Namespace) -> int:
         if args.plot:
             report.plot_scores(out_dir / f"{stem}_scores.png", scores, None, title=stem)
         if args.overlay and result.maps is not None and not is_camera:
-            from .data.readers import open_source
+            from .frames import FrameSource
 
-            frames = open_source(source)
-            report.write_overlay_video(out_dir / f"{stem}_overlay.avi", iter(frames),
+            src = FrameSource(source, chunk=64, pin=False, max_frames=len(result.maps))
+            frames = (np.asarray(f) for chunk in src.chunks() for f in chunk)
+            report.write_overlay_video(out_dir / f"{stem}_overlay.avi", frames,
                                        iter(result.maps), fps=25.0)
     text = (f"{source}: {len(scores)} frames at {result.fps:.1f} frames/s; "
             f"max score {scores.max():.4f} at frame {int(scores.argmax())}")

@@ -62,6 +62,10 @@ class Stage:
     rows: str = ""  # the bench suite whose rows a passing stage must have recorded
 
 
+REHEARSAL_KERNEL_SKIPS = (
+    "timings: one call of each path under the interpreter (the numbers mean nothing)",
+    "torch.compile(reference): traced with dynamo's eager backend, no inductor code",
+)
 PLAN: dict[str, list[Stage]] = {
     "core": [
         Stage("device", 15, "the device, driver and versions are recorded (nvidia-smi, torch)",
@@ -80,12 +84,15 @@ PLAN: dict[str, list[Stage]] = {
         Stage("e2e", 100, "end-to-end frames/s, avenue and shanghaitech at batch 256, bf16 "
               "compiled + CUDA graphs vs eager fp32 in the same run; scores within 2e-2 of "
               "eager; board power sampled by nvidia-ml-py, frames per joule",
-              ("CUDA graphs and bf16: the CPU path compiles in float32 without graphs",
+              ("CUDA graphs and bf16: the CPU path runs float32 without graphs",
+               "torch.compile of the Detector: inductor's CPU compile takes about a minute on 2 "
+               "cores (the CPU test suite covers the compiled path)",
                "GPU power and frames per joule: no CUDA device (rows say power unavailable)"),
               rows="e2e"),
         Stage("profile", 45, "one profiled Detector step (avenue, batch 256): top kernels by "
               "GPU time, device busy fraction",
-              ("GPU kernel times: the CPU profile lists CPU operators",), rows="profile"),
+              ("GPU kernel times: the CPU profile lists CPU operators, uncompiled",),
+              rows="profile"),
     ],
     "kernels": [
         Stage("device", 15, "the device, driver and versions are recorded (nvidia-smi, torch)",
@@ -94,15 +101,18 @@ PLAN: dict[str, list[Stage]] = {
               "rows are fractions of", ("bf16 matmul: the CPU measures float32",),
               rows="ceilings"),
         Stage("autotune", 60, "every autotune entry of every Triton kernel, run alone, equals "
-              "the kernel's torch reference at the presets' sizes", rows="autotune"),
+              "the kernel's torch reference at the presets' sizes",
+              ("preset sizes: the interpreter runs every entry at the tiny preset's",),
+              rows="autotune"),
         Stage("motion", 35, "motion kernel vs eager and torch.compile(reference), avenue and "
-              "shanghaitech at batch 256, fraction of copy bandwidth", rows="motion"),
+              "shanghaitech at batch 256, fraction of copy bandwidth",
+              REHEARSAL_KERNEL_SKIPS, rows="motion"),
         Stage("cvt", 45, "fused CvT blocks (D 256 / 128, T 401 / 801, batch 256, bf16) vs "
               "eager, the torch backend and torch.compile(reference); TFLOP/s, bandwidth",
-              rows="cvt"),
+              REHEARSAL_KERNEL_SKIPS, rows="cvt"),
         Stage("smoothing", 35, "3D filter + frame max + temporal Gaussian on 20x40 token and "
               "320x640 pixel maps vs eager and torch.compile(reference), bandwidth fraction",
-              rows="smoothing"),
+              REHEARSAL_KERNEL_SKIPS, rows="smoothing"),
     ],
 }
 
@@ -150,9 +160,9 @@ def stage_command(command: str, stage: str, rehearse: bool, out: Path
             env["AEDFAST_TEST_GPU"] = "1"
         return [py, *PYTEST, "--durations=15", "-m", "gpu", "tests/"], env
     if stage == "profile":
-        size = ["tiny", "8", "8"] if rehearse else ["avenue", "256", "256"]
+        size = ["tiny", "8", "8", "--no-compile"] if rehearse else ["avenue", "256", "256"]
         return [py, "-m", "bench.profile_e2e", "--preset", size[0], "--batch", size[1],
-                "--frames", size[2]], env
+                "--frames", size[2], *size[3:]], env
     if stage == "ceilings":
         return [py, "-m", "bench.ceilings"], env
     if stage == "autotune":
@@ -184,8 +194,10 @@ def base_env(rehearse: bool, out: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AEDFAST_BENCH_", "AEDFAST_TEST_")) and k != "TRITON_INTERPRET"}
     env.update(PYTHONUNBUFFERED="1", AEDFAST_BENCH_OUT=str(out))
-    if rehearse:  # the CPU path, even on a machine with a GPU
-        env.update(TRITON_INTERPRET="1", AEDFAST_BENCH_REHEARSE="1", CUDA_VISIBLE_DEVICES="")
+    if rehearse:  # the CPU path, even on a machine with a GPU; one thread: a shared CPU's
+        # OpenMP threads wait on each other for a large share of the time
+        env.update(TRITON_INTERPRET="1", AEDFAST_BENCH_REHEARSE="1", CUDA_VISIBLE_DEVICES="",
+                   OMP_NUM_THREADS="1")
     return env
 
 

@@ -4,6 +4,7 @@ and the share of the step the device sat idle (launch gaps). bench/gpu_check.py 
 step (--frames equal to --batch).
 
 Usage: python -m bench.profile_e2e [--preset avenue] [--batch 256] [--frames 2048]
+       [--no-compile]
 Writes $AEDFAST_BENCH_OUT/profile.jsonl (one row) when that is set, and prints the table.
 """
 
@@ -23,12 +24,15 @@ def main() -> None:
     ap.add_argument("--preset", default="avenue")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--frames", type=int, default=2048)
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                    help="torch.compile the step (--no-compile: the GPU check's CPU rehearsal)")
     args = ap.parse_args()
     device = bench_device()
     if device.type != "cuda":
         args.frames, args.batch = min(args.frames, 32), min(args.batch, 8)
     torch.manual_seed(0)
-    det = Detector(AEDMAE.from_preset(args.preset).eval(), device=device, batch_size=args.batch)
+    det = Detector(AEDMAE.from_preset(args.preset).eval(), device=device, batch_size=args.batch,
+                   compile=args.compile)
     H, W = det.config.img_size
     frames = torch.randint(0, 256, (args.frames, H, W, 3), dtype=torch.uint8, device=device)
     det.score_video(frames)  # warm-up: compile, autotune, graph capture

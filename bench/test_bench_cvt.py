@@ -31,6 +31,7 @@ from aedfast.kernels import cvt
 from aedfast.kernels.cvt import FusedBlock
 from aedfast.model import Block, encoder_grid, get_preset
 from bench.common import (
+    COMPILE_BACKEND,
     bench_device,
     compile_reference,
     copy_bandwidth,
@@ -227,7 +228,8 @@ def test_bench_cvt_block_compiled(part: str, batch: int, dtype: torch.dtype) -> 
     row = {"suite": "cvt", "case": "block vs compiled", "preset": PRESET, "part": part,
            "batch": batch, "dtype": DNAME[dtype], "D": D, "T": T, "grid": f"{h}x{w}",
            "triton_ms": t_fast * 1e3, "compiled_ms": t_comp * 1e3,
-           "compile_s": round(compile_s, 1), "speedup_vs_compiled": t_comp / t_fast,
+           "compile_s": round(compile_s, 1),
+           "compile_backend": COMPILE_BACKEND, "speedup_vs_compiled": t_comp / t_fast,
            "rel_err_vs_compiled": err, "fused_tflops": block_flops(batch, T, D) / t_fast / 1e12,
            "bw_fraction": nbytes / t_fast / 1e9 / copy_bw,
            "compiled_bw_fraction": nbytes / t_comp / 1e9 / copy_bw, "copy_gbps": copy_bw,

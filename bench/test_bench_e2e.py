@@ -26,7 +26,8 @@ spent in the kernel: on the CPU that is page faults of the eager attention's fre
 [B, heads, T, T] buffers, which makes the eager baseline swing with the machine's state.
 
 Presets and batches: AEDFAST_BENCH_PRESETS and AEDFAST_BENCH_BATCHES (bench/gpu_check.py runs
-avenue and shanghaitech at batch 256 only; its CPU rehearsal the tiny preset at batch 8).
+avenue and shanghaitech at batch 256 only; its CPU rehearsal the tiny preset at batch 8, two
+batches of frames, one round, without torch.compile).
 
 Targets (one H100, avenue preset): >= 25,000 frames/s end to end and >= 5x eager. CPU
 (2 cores, fp32): the compiled "torch" path >= 2.5x eager at batch 8; bf16 measured.
@@ -57,7 +58,7 @@ DEVICE = bench_device()
 CUDA = DEVICE.type == "cuda"
 PRESETS = env_list("AEDFAST_BENCH_PRESETS", ["avenue", "shanghaitech"])
 BATCHES = env_list("AEDFAST_BENCH_BATCHES", [1, 8, 64, 256] if CUDA else [8], int)
-REPEATS = {"cpu": 3, "cuda": 1}  # rounds per path: a shared CPU drifts, a GPU hardly
+REPEATS = {"cpu": 1 if REHEARSE else 3, "cuda": 1}  # rounds per path: a shared CPU drifts
 SCORE_TOL = {"fp32": 1e-4, "bf16": 2e-2}  # relative error of the fast path's scores vs eager
 POWER_SECONDS = 3.0  # sustained run for frames per joule (NVML power averages over ~1 s)
 
@@ -89,6 +90,8 @@ def _detector(kind: str, preset: str, device: torch.device, **kw) -> Detector:
     if key not in _DETECTORS:
         model = _model(preset)
         size = {"batch_size": max(BATCHES), "buckets": sorted(set(BATCHES))}
+        if REHEARSE:  # a rehearsal checks this script, not inductor's CPU compile (minutes)
+            kw = {"compile": False, **kw}
         if kind == "eager":
             det = Detector(model, device=device, backend="eager", compile=False,
                            cuda_graphs=False, precision="fp32", **size, **kw)
@@ -157,8 +160,8 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 def test_bench_e2e(benchmark, preset, batch):
     device = DEVICE
     cuda = CUDA
-    n_fast = min(max(64, 16 * batch), 4096) if cuda else 32
-    n_eager = min(max(16, 4 * batch), 1024) if cuda else 32
+    n_fast = min(max(64, 16 * batch), 4096) if cuda else (2 * batch if REHEARSE else 32)
+    n_eager = min(max(16, 4 * batch), 1024) if cuda else n_fast
     frames = _frames(preset, max(n_fast, n_eager))
     fast = _detector("fast", preset, device)
     eager = _detector("eager", preset, device)

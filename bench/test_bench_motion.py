@@ -13,7 +13,8 @@ the reference compiled by torch.compile (static shapes; compile seconds recorded
 On the CPU there is no Triton (the interpreter is a test tool, not a fast path): the suite
 times the torch reference only, at batch 1 and 8, and says so in extra_info; the rehearsal of
 the GPU check (AEDFAST_BENCH_REHEARSE=1, bench.common) runs the Triton rows under the
-interpreter at tiny sizes instead. Presets and batches: AEDFAST_BENCH_PRESETS / _BATCHES.
+interpreter instead, on 2 x 4 patches of the tiny preset's frames. Presets and batches:
+AEDFAST_BENCH_PRESETS / _BATCHES.
 Run: AEDFAST_BENCH_OUT=bench/results python -m pytest bench/test_bench_motion.py
 """
 
@@ -25,6 +26,8 @@ import torch
 from aedfast.kernels.motion import motion_token_weights_reference, motion_token_weights_triton
 from aedfast.model import get_preset
 from bench.common import (
+    COMPILE_BACKEND,
+    REHEARSE,
     bench_device,
     compile_reference,
     copy_bandwidth,
@@ -47,6 +50,8 @@ def _case(preset: str, batch: int):
     """(H, W, patch), the two frame batches and the ideal bytes (both frames read once)."""
     cfg = get_preset(preset)
     (H, W), patch = cfg.img_size, cfg.patch_size
+    if REHEARSE:  # 2 x 4 patches: the interpreter takes ~0.25 s per program
+        H, W = 2 * patch, 4 * patch
     g = torch.Generator(device=DEVICE).manual_seed(batch)
     prev, nxt = (torch.randint(0, 256, (batch, H, W, 3), dtype=torch.uint8, device=DEVICE,
                                generator=g) for _ in range(2))
@@ -115,6 +120,7 @@ def test_bench_motion_compiled(preset: str, batch: int) -> None:
     row = {"suite": "motion", "preset": preset, "batch": batch, "H": H, "W": W, "patch": patch,
            "path": "triton vs torch.compile(reference)", "triton_ms": t_fast * 1e3,
            "compiled_ms": t_comp * 1e3, "compile_s": round(compile_s, 1),
+           "compile_backend": COMPILE_BACKEND,
            "speedup_vs_compiled": t_comp / t_fast,
            "bw_fraction": nbytes / t_fast / 1e9 / copy_bw,
            "compiled_bw_fraction": nbytes / t_comp / 1e9 / copy_bw, "copy_gbps": copy_bw,

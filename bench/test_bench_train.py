@@ -5,9 +5,9 @@ A step is what the training loop runs per batch on the device: `prepare_batch` (
 the stage-1 objective (teacher loss + cls BCE), backward, gradient clipping and AdamW. Data
 loading is not included (it runs in worker processes, overlapped).
 
-On CUDA: the shanghaitech preset (SPEC §4 batch 100) and the tiny preset, each as eager fp32
-(the baseline), eager bf16 autocast and compiled bf16 autocast; frames/s and the speed-up
-over the baseline are recorded, and the compile time of the compiled variant. This is what
+On CUDA: the shanghaitech preset (docs/design.md §4 batch 100) and the tiny preset, each as
+eager fp32 (the baseline), eager bf16 autocast and compiled bf16 autocast; frames/s and the
+speed-up over the baseline are recorded, and the compile time of the compiled variant. This is what
 decides the training default (compile on CUDA when it helps). On the CPU: the tiny preset,
 eager fp32 only (compiling takes longer than a CPU benchmark should), said in extra_info.
 Run: AEDFAST_BENCH_OUT=bench/results python -m pytest bench/test_bench_train.py

@@ -83,11 +83,11 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert code == 1 and "no such video file or folder" in err
 
 
-def test_score_video_file_writes_csv_json_plot(tmp_path, tiny_ckpt, synth):
+def test_score_video_file_writes_csv_json_plot_overlay(tmp_path, tiny_ckpt, synth):
     video = next((synth / "training" / "videos").glob("*.avi"))
     out = tmp_path / "out"
     code = main(["score", str(video), "--checkpoint", str(tiny_ckpt), "--out", str(out),
-                 "--plot", "--no-compile", "--quiet", "--batch-size", "8"])
+                 "--plot", "--overlay", "--no-compile", "--quiet", "--batch-size", "8"])
     assert code == 0
     stem = video.stem
     rows = (out / f"{stem}_scores.csv").read_text().splitlines()
@@ -97,6 +97,10 @@ def test_score_video_file_writes_csv_json_plot(tmp_path, tiny_ckpt, synth):
     payload = json.loads((out / f"{stem}_scores.json").read_text())
     assert len(payload["scores"]) == n and np.isfinite(payload["scores"]).all()
     assert (out / f"{stem}_scores.png").stat().st_size > 1000
+    overlay = cv2.VideoCapture(str(out / f"{stem}_overlay.avi"))
+    assert int(overlay.get(cv2.CAP_PROP_FRAME_COUNT)) == n
+    ok, first = overlay.read()
+    assert ok and first.shape == cv2.VideoCapture(str(video)).read()[1].shape
 
 
 def test_score_precision_flag(tmp_path, tiny_ckpt, synth):

@@ -1,4 +1,4 @@
-"""Two-stage training of the AED-MAE (docs/design.md §1-§4): `train`, its settings, its CLI.
+"""Two-stage training of the AED-MAE (docs/design.md §1 to §4): `train`, its settings, its CLI.
 
 Stage 1 trains the encoder, the teacher decoder and the cls head; stage 2 only the student
 branch. The modules, one job each:
