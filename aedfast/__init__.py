@@ -1,15 +1,13 @@
 """aedfast: fast self-distilled masked auto-encoder video anomaly detection.
 
-`aedfast.train` and `aedfast.evaluate` are functions that share their names with their
-modules, so they are imported here, eagerly: importing the submodule later cannot then
-replace the function with the module. The detector, streams, scoring and data readers load
-on first use.
+The model and its checkpoint errors load with the package; everything else (the detector,
+streams, scoring, training, the data readers) loads on first use. `aedfast.evaluate` is a
+function that shares its name with its module, so it is imported here, eagerly: importing
+the submodule later cannot then replace the function with the module.
 """
 
-__version__ = "0.1.0"
-
-from .evaluate import evaluate  # noqa: E402
-from .model import (  # noqa: E402
+from .evaluate import evaluate
+from .model import (
     AEDMAE,
     PRESETS,
     AEDConfig,
@@ -18,7 +16,8 @@ from .model import (  # noqa: E402
     patchify,
     unpatchify,
 )
-from .training import TrainConfig, train  # noqa: E402
+
+__version__ = "0.1.0"
 
 _LAZY = {
     "Detector": ("detector", "Detector"),
@@ -26,6 +25,8 @@ _LAZY = {
     "DetectorStream": ("stream", "DetectorStream"),
     "Smoothing": ("scoring", "Smoothing"),
     "official_frame_scores": ("scoring", "official_frame_scores"),
+    "train": ("training", "train"),
+    "TrainConfig": ("training", "TrainConfig"),
     "open_dataset": ("data", "open_dataset"),
 }
 
@@ -43,5 +44,5 @@ def __getattr__(name: str):
 
 __all__ = [
     "AEDMAE", "PRESETS", "AEDConfig", "AEDOutput", "CheckpointError", "patchify", "unpatchify",
-    "__version__", "train", "TrainConfig", "evaluate", *_LAZY,
+    "__version__", "evaluate", *_LAZY,
 ]

@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 __all__ = [
-    "OFFICIAL_IGNORED", "CheckpointError", "atomic_path", "atomic_torch_save", "check_state",
+    "OFFICIAL_IGNORED", "CheckpointError", "atomic_path", "atomic_torch_save", "atomic_write",
+    "check_state",
     "package_version", "read_native", "read_official", "torch_load", "write_native",
 ]
 
@@ -54,11 +55,13 @@ def package_version() -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is fsynced and renamed over
-    `path` (atomic on POSIX), on error it is removed and `path` is left untouched."""
+    """Yield a temporary path beside `path` (hidden, same suffix: writers that pick the format
+    from it still work); on success it is fsynced and renamed over `path` (atomic on POSIX),
+    on error it is removed and `path` is left untouched. The one atomic writer of aedfast:
+    checkpoints, results, plots and videos all go through it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-", suffix=path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)

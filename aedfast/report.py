@@ -1,21 +1,17 @@
 """Report helpers: a PNG plot of frame scores against the ground truth, and an .avi of frames
 with the anomaly map blended over them as a heat map. Both write atomically (a temporary file
-beside the target, then os.replace)."""
+beside the target, then a rename: `aedfast.checkpoint.atomic_path`)."""
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-
-def _tmp_beside(path: Path) -> Path:
-    # keep the suffix: matplotlib and OpenCV pick the format from it
-    return path.with_name(f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
+from .checkpoint import atomic_path, atomic_write
 
 
 def label_intervals(labels: np.ndarray) -> list[tuple[int, int]]:
@@ -59,14 +55,8 @@ def plot_scores(path: str | os.PathLike, scores: np.ndarray, labels: np.ndarray 
         ax.set_title(title)
     ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_beside(path.with_suffix(path.suffix or ".png"))
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -108,8 +98,13 @@ def write_overlay_video(path: str | os.PathLike, frames_iter: Iterable[np.ndarra
     path = Path(path)
     if path.suffix.lower() != ".avi":
         raise ValueError(f"write_overlay_video writes MJPG .avi files; got {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_beside(path)
+    with atomic_path(path) as tmp:
+        return _write_overlay(tmp, frames_iter, maps_iter, fps, alpha, vmin, vmax, colormap)
+
+
+def _write_overlay(tmp: Path, frames_iter: Iterable[np.ndarray], maps_iter: Iterable[np.ndarray],
+                   fps: float, alpha: float, vmin: float | None, vmax: float | None,
+                   colormap: int) -> int:
     writer = None
     n = 0
     lo, hi = np.inf, -np.inf
@@ -137,12 +132,9 @@ def write_overlay_video(path: str | os.PathLike, frames_iter: Iterable[np.ndarra
             raise ValueError("no frames to write")
         writer.release()
         writer = None
-        os.replace(tmp, path)
     finally:
         if writer is not None:
             writer.release()
-        if tmp.exists():
-            tmp.unlink()
     return n
 
 
@@ -150,16 +142,7 @@ __all__ = ["label_intervals", "overlay", "plot_scores", "write_overlay_video"]
 
 
 def _write_text(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_beside(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_json(path: str | os.PathLike, obj: dict) -> Path:

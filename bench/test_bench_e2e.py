@@ -90,13 +90,12 @@ def _detector(kind: str, preset: str, device: torch.device, **kw) -> Detector:
     if key not in _DETECTORS:
         model = _model(preset)
         size = {"batch_size": max(BATCHES), "buckets": sorted(set(BATCHES))}
-        if REHEARSE:  # a rehearsal checks this script, not inductor's CPU compile (minutes)
-            kw = {"compile": False, **kw}
         if kind == "eager":
             det = Detector(model, device=device, backend="eager", compile=False,
                            cuda_graphs=False, precision="fp32", **size, **kw)
-        else:
-            det = Detector(model, device=device, **size, **kw)
+        else:  # a rehearsal checks this script, not inductor's CPU compile (minutes)
+            det = Detector(model, device=device, **size, **({"compile": False} if REHEARSE
+                                                            else {}), **kw)
         _DETECTORS[key] = det
     return _DETECTORS[key]
 
