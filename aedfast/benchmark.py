@@ -17,13 +17,18 @@ from pathlib import Path
 SUITES = ("motion", "cvt", "smoothing", "e2e")
 
 
-def bench_dir() -> Path:
-    """The bench/ folder of the source checkout aedfast was installed from."""
-    here = Path(__file__).resolve().parent.parent / "bench"
+def bench_dir(package_dir: Path | None = None) -> Path:
+    """The bench/ folder of the source checkout aedfast was installed from (editable install).
+
+    The suites are not part of the wheel: from a wheel install `aedfast bench` stops with a
+    FileNotFoundError that says so and how to get a checkout."""
+    pkg = Path(package_dir) if package_dir is not None else Path(__file__).resolve().parent
+    here = pkg.parent / "bench"
     if not (here / "common.py").is_file():
         raise FileNotFoundError(
-            "the benchmark suite ships with the source checkout (bench/); clone the repository "
-            "and install it with `pip install -e .` to run `aedfast bench`"
+            "`aedfast bench` needs a source checkout: the benchmark suites (bench/) are not part "
+            "of the installed package; clone the repository and install it with "
+            "`pip install -e .` (see README, GPU checks)"
         )
     return here
 

@@ -91,12 +91,10 @@ def _detector(kind: str, preset: str, device: torch.device, **kw) -> Detector:
         model = _model(preset)
         size = {"batch_size": max(BATCHES), "buckets": sorted(set(BATCHES))}
         if kind == "eager":
-            det = Detector(model, device=device, backend="eager", compile=False,
-                           cuda_graphs=False, precision="fp32", **size, **kw)
-        else:  # a rehearsal checks this script, not inductor's CPU compile (minutes)
-            det = Detector(model, device=device, **size, **({"compile": False} if REHEARSE
-                                                            else {}), **kw)
-        _DETECTORS[key] = det
+            kw = dict(backend="eager", compile=False, cuda_graphs=False, precision="fp32", **kw)
+        elif REHEARSE:  # a rehearsal checks this script, not inductor's CPU compile (minutes)
+            kw = {"compile": False, **kw}
+        _DETECTORS[key] = Detector(model, device=device, **size, **kw)
     return _DETECTORS[key]
 
 
