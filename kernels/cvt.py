@@ -150,10 +150,16 @@ def _dot_operand(v, dtype: tl.constexpr, NATIVE: tl.constexpr):
 )
 @triton.jit(do_not_specialize=["B", "T", "GH", "GW"])  # one compile per width, not per shape
 def _qkv_kernel(
-    x, ln_w, ln_b, conv_w, conv_b, qkv_w, qkv_b, out,
-    B, T, D, GH, GW, sxb, sxt,
-    HAS_CLS: tl.constexpr, DP: tl.constexpr, NATIVE_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
+    x,  # [B, T, D] activations, fp32/bf16/fp16, unit channel stride (batch/token: sxb, sxt)
+    ln_w, ln_b,  # LN1 gamma, beta: [D]
+    conv_w, conv_b,  # BN-folded dwconvs: [D, 3, 9] (channel, q/k/v, tap dy*3+dx); bias [D, 3]
+    qkv_w, qkv_b,  # W_q, W_k, W_v: [3, D, D] (nn.Linear [out, in]); biases [3, D]
+    out,  # [3, B, T, D] contiguous, x's dtype: q, k, v (written here)
+    B, T, D, GH, GW,  # images, tokens (HAS_CLS + GH*GW), width; token grid rows, cols (h, w)
+    sxb, sxt,  # x's batch and token strides, in elements
+    HAS_CLS: tl.constexpr, DP: tl.constexpr,  # 1: token 0 is cls (LN1 only); D padded: 2^k >= 16
+    NATIVE_DOT: tl.constexpr, DOT_PREC: tl.constexpr,  # False in interpreter; fp32: tf32x3/tf32
+    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,  # autotuned: tokens/program, out cols per dot
 ):
     """One program = BLOCK_T consecutive tokens of one image, for one of q, k, v (grid axis 1):
     a single [BLOCK_T, D] conv accumulator keeps registers low enough for D = 256 tiles.
@@ -165,6 +171,7 @@ def _qkv_kernel(
     applied after LN1, as the official conv pads the normalised grid. The cls row (token 0 when
     HAS_CLS) takes its own LN1 row unconvolved. The projection is then a tensor-core tl.dot
     with W_j^T in BLOCK_N-column slices, stored straight into out[j] ([3, B, T, D])."""
+    # program (pid_t, j, b) -> tokens pid_t*BLOCK_T .. +BLOCK_T-1 of image b, projection j
     pid_t = tl.program_id(0)
     j = tl.program_id(1).to(tl.int64)  # 0 = q, 1 = k, 2 = v
     b = tl.program_id(2).to(tl.int64)
@@ -226,10 +233,14 @@ def _qkv_kernel(
 )
 @triton.jit(do_not_specialize=["B", "T"])
 def _out_mlp_kernel(
-    x, a, proj_w, proj_b, ln_w, ln_b, fc1_w, fc1_b, fc2_w, fc2_b, out,
-    B, T, D, HID, DH, sxb, sxt, sab, sah, sat, sob, sot,
-    HAS_CLS: tl.constexpr, DP: tl.constexpr, NATIVE_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_H: tl.constexpr,
+    x, a,  # x [B, T, D]: block input; a [B, H, T, DH]: SDPA output; x's dtype, unit last stride
+    proj_w, proj_b, ln_w, ln_b,  # Wp [D, D] (nn.Linear [out, in]), bp [D]; LN2 gamma, beta [D]
+    fc1_w, fc1_b, fc2_w, fc2_b, out,  # W1 [HID, D], b1 [HID], W2 [D, HID], b2 [D]; out [B, T, D]
+    B, T, D, HID, DH,  # images, tokens per image, width, MLP hidden width, head dim D / H
+    sxb, sxt, sab, sah, sat, sob, sot,  # element strides: x (b, t), a (b, h, t), out (b, t)
+    HAS_CLS: tl.constexpr, DP: tl.constexpr,  # as _qkv_kernel; cls row: y + LN2(y), no MLP
+    NATIVE_DOT: tl.constexpr, DOT_PREC: tl.constexpr,  # as _qkv_kernel (all three dots)
+    BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_H: tl.constexpr,  # tokens, Wp K, W1 cols
 ):
     """One program = BLOCK_T tokens of one image, the whole rest of the block:
 
@@ -243,6 +254,7 @@ def _out_mlp_kernel(
     out = y + m + b2, and y + z on the cls row (the official MLP returns it unchanged).
 
     y is rounded to the activation dtype before LN2, as the eager residual stream is."""
+    # program (pid_t, b) -> tokens pid_t*BLOCK_T .. +BLOCK_T-1 of image b, all D channels
     pid_t = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     dt = x.dtype.element_ty

@@ -91,17 +91,36 @@ def _median9(l0, m0, h0, l1, m1, h1, l2, m2, h2):
 )
 @triton.jit
 def _motion_kernel(
-    prev, nxt, amap, scale, raw, pmax, grad, H, W, n_pw, L,
-    spb, spc, sph, spw, snb, snc, snh, snw, smb, smh, smw, sgb, sgc, sgh, sgw,
-    C: tl.constexpr, CP: tl.constexpr, P: tl.constexpr, PP: tl.constexpr, U8: tl.constexpr,
-    MEDIAN: tl.constexpr, ANOMALY: tl.constexpr, WRITE_GRAD: tl.constexpr,
-    BLOCK_PW: tl.constexpr,
+    prev,  # frames t-1: uint8 [B, H, W, C] channels-last (U8) or float [B, C, H, W]; any strides
+    nxt,  # frames t+1: prev's shape, dtype and layout; any strides
+    amap,  # anomaly map [B, H, W], float in [0, 1] (ANOMALY); else a dummy pointer (raw)
+    scale,  # [B] float32: max(128, the frame's gradient max) (ANOMALY); else a dummy (raw)
+    raw,  # out [B, L] float32 contiguous: per patch, mean over channels of the patch max
+    pmax,  # out [B, L] float32 contiguous: per patch, max over channels of the patch max
+    grad,  # out float32 gradient in prev's layout and shape (WRITE_GRAD); else a dummy (raw)
+    H, W,  # frame rows, columns (need not be multiples of P: the partial patches are masked)
+    n_pw,  # patches per patch row: cdiv(W, P)
+    L,  # tokens per frame: cdiv(H, P) * n_pw, the row stride of raw and pmax
+    spb, spc, sph, spw,  # prev's element strides (batch, channel, row, column), either layout
+    snb, snc, snh, snw,  # nxt's element strides (batch, channel, row, column)
+    smb, smh, smw,  # amap's element strides (batch, row, column); 0 without ANOMALY
+    sgb, sgc, sgh, sgw,  # grad's element strides (batch, channel, row, column); 0 without grad
+    C: tl.constexpr,  # channels
+    CP: tl.constexpr,  # C padded to a power of 2 (the extra lanes are masked)
+    P: tl.constexpr,  # patch size in pixels (16 for motion_gradient, whose tokens are unused)
+    PP: tl.constexpr,  # P padded to a power of 2
+    U8: tl.constexpr,  # uint8 channels-last frames: computed exactly in fp16 (1024 + v, _cvt)
+    MEDIAN: tl.constexpr,  # 3x3 median per channel (border replicated) before the difference
+    ANOMALY: tl.constexpr,  # add amap * scale to every channel (the anomaly term's 2nd pass)
+    WRITE_GRAD: tl.constexpr,  # store the full-resolution gradient in grad (motion_gradient)
+    BLOCK_PW: tl.constexpr,  # autotuned: patches per program, along one patch row
 ):
     """One program = BLOCK_PW patches of one patch row of one frame, as a [patch, x-in-patch,
     channel] register tile. It walks the patch's P rows top to bottom keeping the sorted
     (x-1, x, x+1) triples of the last two image rows, so every input row is loaded once per
     program (its 3 horizontal shifts hit L1; the 1-row halo of neighbouring bands hits L2):
     ~1 read of each input byte from DRAM, and only the [B, L] results are written."""
+    # program (pid0, prow, b) -> patches pid0*BLOCK_PW .. +BLOCK_PW-1 of patch row prow, frame b
     b = tl.program_id(2).to(tl.int64)
     prow = tl.program_id(1)
     pw1 = tl.program_id(0) * BLOCK_PW + tl.arange(0, BLOCK_PW)  # patch columns

@@ -200,12 +200,27 @@ def temporal_gaussian_reference(scores: torch.Tensor, lengths: torch.Tensor, sup
     key=["H", "W", "KT", "KH", "KW", "BRH", "BCH", "BOX_T"],
 )
 @triton.jit
-def _filter_max_kernel(x_ptr, part_ptr, wt_ptr, wy_ptr, wx_ptr,
-                       cvs_ptr, cve_ptr, ct0_ptr, ct1_ptr,
-                       H, W, n_col_tiles, n_tiles, scale,
-                       KT: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
-                       BOX_T: tl.constexpr, BRH: tl.constexpr, BCH: tl.constexpr,
-                       PREC: tl.constexpr):
+def _filter_max_kernel(
+    x_ptr,  # maps [N, H, W] float32 contiguous: the frames of all videos, packed along N
+    part_ptr,  # out [N, n_tiles] float32: per frame and tile, max of the filtered tile * scale
+    wt_ptr,  # [KT] float32 weights along frames (box: all 1; unused there: running sum)
+    wy_ptr,  # [KH] float32 weights along rows (box: all 1, the 1/size is in scale)
+    wx_ptr,  # [KW] float32 weights along columns (box: all 1)
+    cvs_ptr, cve_ptr,  # [n_chunks] int32: first, one-past-last frame (in N) of the chunk's video
+    ct0_ptr, ct1_ptr,  # [n_chunks] int32: the chunk's output frames [t0, t1) (indices in N)
+    H, W,  # map rows, columns
+    n_col_tiles,  # output tiles per tile row: cdiv(W, TC)
+    n_tiles,  # output tiles per frame: cdiv(H, TR) * n_col_tiles (the row stride of part)
+    scale,  # float: 1 / (KT * KH * KW) for the box (its weights are 1), 1.0 for the gaussian
+    KT: tl.constexpr,  # window size along frames (odd; radius KT // 2)
+    KH: tl.constexpr,  # window size along rows (odd)
+    KW: tl.constexpr,  # window size along columns (odd)
+    BOX_T: tl.constexpr,  # box: temporal running sum (each frame read ~twice), else KT-tap sums
+    BRH: tl.constexpr,  # block rows incl. the KH - 1 halo (power of 2, >= 16): TR = BRH - KH + 1
+    BCH: tl.constexpr,  # block columns incl. the KW - 1 halo (same rule): TC = BCH - KW + 1
+    PREC: tl.constexpr  # tl.dot input_precision: "tf32x3" (default), "ieee" or "tf32"
+):
+    # program pid -> (chunk, tile) = divmod(pid, n_tiles); tile -> (pid_r, pid_c), row-major.
     # One program: one spatial tile (TR x TC output pixels, loaded with its halo as a
     # BRH x BCH block) for a chunk [t0, t1) of consecutive output frames of one video
     # [vs, ve). Temporal pass first on the raw block (running sum for the box, so each source
@@ -352,8 +367,17 @@ def filter_frame_max_triton(maps: torch.Tensor, lengths: torch.Tensor, window: S
     key=["S", "CENTERED"],
 )
 @triton.jit
-def _temporal_kernel(s_ptr, out_ptr, w_ptr, fvs_ptr, fve_ptr, N, S,
-                     CENTERED: tl.constexpr, BLOCK: tl.constexpr):
+def _temporal_kernel(
+    s_ptr,  # frame scores [N] float32 contiguous (all videos packed along N)
+    out_ptr,  # out [N] float32: out[i] = sum_k w[k] * s[i + k - S // 2], within i's video
+    w_ptr,  # [S] float32 temporal_weights(support, sigma, protocol)
+    fvs_ptr, fve_ptr,  # [N] int32 per frame: its video's first and one-past-last index in N
+    N,  # frames, all videos together
+    S,  # support: the kernel's (odd) length in frames
+    CENTERED: tl.constexpr,  # True: replicate borders ("centered"); False: zeros ("official")
+    BLOCK: tl.constexpr  # autotuned: output frames per program
+):
+    # program pid -> output frames pid*BLOCK .. +BLOCK-1
     # One lane per output frame; the kernel is tiny (N x support MACs).
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = i < N

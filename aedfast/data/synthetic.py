@@ -8,7 +8,8 @@ clothing colours, scaled by perspective) walk along the walkway in both directio
 walking speed (about 0.033 body heights per frame at 25 fps, i.e. 1.4 m/s), entering and
 leaving at the image sides.
 
-Test videos add anomalies, each in one or two intervals covering about 30-50% of the frames:
+Test and validation videos add anomalies, each in one or two intervals covering about 30-50%
+of the frames:
 
 - ``running``: a person running along the walkway at 4x walking speed, faster gait;
 - ``cyclist``: a cyclist at 4x walking speed;
@@ -36,10 +37,17 @@ is not empty.
     root/testing/frames/01_0001/000.jpg ...    one image per frame
     root/testing/test_frame_mask/01_0001.npy   uint8 [T] frame labels
     root/testing/test_pixel_mask/01_0001.npy   uint8 [T, H, W] pixel masks (0/1)
+    root/validation/frames/val_0001/000.jpg    the validation split: test-like videos with
+    root/validation/frame_mask/val_0001.npy    their own anomalies and labels, to choose
+    root/validation/pixel_mask/val_0001.npy    scoring settings without looking at the test
+                                               split (`open_validation`)
 
 The tree is written to a temporary folder beside `root` and renamed into place; calling again
 with the same parameters reuses the existing tree. Every video is drawn from its own generator
-seeded by (seed, split, index), so video i is the same whatever n_train / n_test are.
+seeded by `video_seed(seed, split, index)` = [seed, 0 | 1 | 2 (train | test | validation),
+index], so video i is the same whatever n_train / n_test / n_val are, and the three splits
+never share a seed (the manifest records each video's seed). Version 2 added the validation
+split; its training and test videos are byte-identical to version 1's for the same arguments.
 """
 
 from __future__ import annotations
@@ -53,11 +61,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import DatasetError
+from .masks import NpyMasks
+from .readers import Dataset
 from .synthetic_agents import ANOMALY_KINDS, LONG_KINDS, normal_people, plan_anomalies
 from .synthetic_draw import Painter
 from .synthetic_scene import Scene, make_scene
+from .videos import collect_videos
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the validation split (training and test unchanged)
+SPLITS = ("train", "test", "validation")
 
 
 def render_video(scene: Scene, rng: np.random.Generator, T: int, anomaly_kinds: list[str],
@@ -92,6 +105,12 @@ def render_video(scene: Scene, rng: np.random.Generator, T: int, anomaly_kinds: 
     if masks is not None:
         masks = (masks > 0).astype(np.uint8)
     return frames, masks
+
+
+def video_seed(seed: int, split: str, index: int) -> list[int]:
+    """The seed sequence of video `index` of `split` ("train", "test" or "validation"):
+    [seed, 0 | 1 | 2, index]; distinct splits never share one."""
+    return [int(seed), SPLITS.index(split), int(index)]
 
 
 def _intervals(labels: np.ndarray) -> list[list[int]]:
@@ -130,11 +149,13 @@ def _write_video(path: Path, frames: np.ndarray, fps: float) -> None:
     w.release()
 
 
-def _params(seed: int, n_train: int, n_test: int, frames: int, size: tuple[int, int],
-            fps: float, image_ext: str, kinds: list[str], noise: float) -> dict:
+def _params(seed: int, n_train: int, n_test: int, n_val: int, frames: int,
+            size: tuple[int, int], fps: float, image_ext: str, kinds: list[str],
+            noise: float) -> dict:
     return {"generator": "aedfast.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
-            "n_train": n_train, "n_test": n_test, "frames": frames, "size": list(size),
-            "fps": fps, "image_ext": image_ext, "kinds": kinds, "noise": noise}
+            "n_train": n_train, "n_test": n_test, "n_val": n_val, "frames": frames,
+            "size": list(size), "fps": fps, "image_ext": image_ext, "kinds": kinds,
+            "noise": noise}
 
 
 def load_manifest(root: str | os.PathLike) -> dict | None:
@@ -146,17 +167,35 @@ def load_manifest(root: str | os.PathLike) -> dict | None:
         return None
 
 
+def _older_version(man: dict | None, params: dict) -> bool:
+    """Whether `man` is the manifest of a complete tree of an older generator version with
+    otherwise the same parameters: its training and test videos are the ones asked for, so it
+    may be replaced without `overwrite` (a model trained on it stays valid)."""
+    old = (man or {}).get("params") or {}
+    if not (man or {}).get("complete") or old.get("generator") != params["generator"] \
+            or not isinstance(old.get("version"), int) or old["version"] >= GENERATOR_VERSION:
+        return False
+    skip = ("version", "n_val")
+    return {k: v for k, v in old.items() if k not in skip} == \
+        {k: v for k, v in params.items() if k not in skip}
+
+
 def generate(root: str | os.PathLike, *, seed: int = 0, n_train: int = 8, n_test: int = 6,
-             frames: int = 250, size: tuple[int, int] = (64, 128), fps: float = 25.0,
-             image_ext: str = ".jpg", kinds: tuple[str, ...] | list[str] = ANOMALY_KINDS,
-             noise: float = 2.5, overwrite: bool = False, progress: bool = True) -> Path:
+             n_val: int = 7, frames: int = 250, size: tuple[int, int] = (64, 128),
+             fps: float = 25.0, image_ext: str = ".jpg",
+             kinds: tuple[str, ...] | list[str] = ANOMALY_KINDS, noise: float = 2.5,
+             overwrite: bool = False, progress: bool = True) -> Path:
     """Write the synthetic benchmark to `root` (ShanghaiTech layout, see the module docstring)
     and return `root`.
 
-    size: (H, W) of the frames; frames: T per video; kinds: anomaly kinds used, cycled over the
-    test videos; image_ext: ".jpg" (quality 95) or ".png" for the test frames; noise: sensor
-    noise sigma in grey levels. If `root` already holds a complete tree generated with the same
-    parameters it is reused; a different tree there raises FileExistsError unless `overwrite`.
+    size: (H, W) of the frames; frames: T per video; n_val: validation videos (7 by default:
+    each anomaly kind comes first in one of them); kinds: anomaly kinds used, cycled over the
+    test videos and, separately, over the validation videos; image_ext: ".jpg" (quality 95)
+    or ".png" for the test and validation frames; noise: sensor noise sigma in grey levels.
+    If `root` already holds a complete tree generated with the same parameters it is reused;
+    one of an older generator version and otherwise the same parameters is regenerated (same
+    training and test videos, plus what the new version adds); a different tree there raises
+    FileExistsError unless `overwrite`.
     """
     root = Path(root).expanduser()
     H, W = (int(size[0]), int(size[1]))
@@ -164,21 +203,22 @@ def generate(root: str | os.PathLike, *, seed: int = 0, n_train: int = 8, n_test
         raise ValueError(f"size must be at least 32 x 32, got {size}")
     if frames < 60:
         raise ValueError(f"frames must be >= 60 (anomaly intervals need room), got {frames}")
-    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
-        raise ValueError("need n_train >= 0, n_test >= 0 and at least one video")
+    if min(n_train, n_test, n_val) < 0 or n_train + n_test + n_val == 0:
+        raise ValueError("need n_train, n_test, n_val >= 0 and at least one video")
     if image_ext not in (".jpg", ".png"):
         raise ValueError(f"image_ext must be '.jpg' or '.png', got {image_ext!r}")
     kinds = list(kinds)
     bad = [k for k in kinds if k not in ANOMALY_KINDS]
     if bad or not kinds:
         raise ValueError(f"unknown anomaly kinds {bad}; choose from {ANOMALY_KINDS}")
-    params = _params(seed, n_train, n_test, frames, (H, W), float(fps), image_ext, kinds,
+    params = _params(seed, n_train, n_test, n_val, frames, (H, W), float(fps), image_ext, kinds,
                      float(noise))
     if root.exists():
         man = load_manifest(root)
         if man is not None and man.get("complete") and man.get("params") == params:
             return root
-        if not overwrite and (root.is_file() or any(root.iterdir())):
+        if not overwrite and (root.is_file() or any(root.iterdir())) \
+                and not _older_version(man, params):
             raise FileExistsError(f"{root} exists and is not a synthetic tree with these "
                                   "parameters; pass overwrite=True or choose another path")
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +236,21 @@ def generate(root: str | os.PathLike, *, seed: int = 0, n_train: int = 8, n_test
     return root
 
 
+def _write_labelled(vdir: Path, frames: np.ndarray, masks: np.ndarray, labels_dir: Path,
+                    pixels_dir: Path, name: str, image_ext: str) -> np.ndarray:
+    """One labelled video as frame images + .npy frame labels and pixel masks; its labels."""
+    vdir.mkdir()
+    enc = [cv2.IMWRITE_JPEG_QUALITY, 95] if image_ext == ".jpg" else \
+        [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    for t in range(len(frames)):
+        if not cv2.imwrite(str(vdir / f"{t:03d}{image_ext}"), frames[t], enc):
+            raise RuntimeError(f"cannot write {vdir / f'{t:03d}'}")
+    labels = masks.reshape(len(masks), -1).any(axis=1).astype(np.uint8)
+    np.save(labels_dir / f"{name}.npy", labels)
+    np.save(pixels_dir / f"{name}.npy", masks)
+    return labels
+
+
 def _generate_into(out: Path, params: dict, progress: bool) -> None:
     from tqdm.auto import tqdm
 
@@ -205,34 +260,55 @@ def _generate_into(out: Path, params: dict, progress: bool) -> None:
     (out / "training/videos").mkdir(parents=True)
     for sub in ("frames", "test_frame_mask", "test_pixel_mask"):
         (out / "testing" / sub).mkdir(parents=True)
+    for sub in ("frames", "frame_mask", "pixel_mask"):
+        (out / "validation" / sub).mkdir(parents=True)
     cv2.imwrite(str(out / "background.png"), scene.background)
-    test_info = {}
-    jobs = [("train", i) for i in range(params["n_train"])] + \
-        [("test", i) for i in range(params["n_test"])]
+    # where each labelled split goes: frames, frame labels, pixel masks, video name
+    dirs = {"test": (out / "testing/frames", out / "testing/test_frame_mask",
+                     out / "testing/test_pixel_mask", "01_{:04d}"),
+            "validation": (out / "validation/frames", out / "validation/frame_mask",
+                           out / "validation/pixel_mask", "val_{:04d}")}
+    info: dict[str, dict] = {"test": {}, "validation": {}}
+    seeds: dict[str, list[list[int]]] = {s: [] for s in SPLITS}
+    jobs = [(split, i) for split, n in zip(SPLITS, ("n_train", "n_test", "n_val"))
+            for i in range(params[n])]
     with tqdm(jobs, desc="synthetic benchmark", unit="video", disable=not progress) as bar:
         for split, i in bar:
-            rng = np.random.default_rng([seed, 0 if split == "train" else 1, i])
+            vseed = video_seed(seed, split, i)
+            seeds[split].append(vseed)
+            rng = np.random.default_rng(vseed)
             if split == "train":
                 f, _ = render_video(scene, rng, T, [], noise=params["noise"])
                 _write_video(out / "training/videos" / f"01_{i + 1:03d}.avi", f, params["fps"])
                 continue
             kinds = _test_kinds(i, params["kinds"], rng)
             f, m = render_video(scene, rng, T, kinds, noise=params["noise"])
-            name = f"01_{i + 1:04d}"
-            vdir = out / "testing/frames" / name
-            vdir.mkdir()
-            enc = [cv2.IMWRITE_JPEG_QUALITY, 95] if params["image_ext"] == ".jpg" else \
-                [cv2.IMWRITE_PNG_COMPRESSION, 1]
-            for t in range(T):
-                if not cv2.imwrite(str(vdir / f"{t:03d}{params['image_ext']}"), f[t], enc):
-                    raise RuntimeError(f"cannot write {vdir / f'{t:03d}'}")
-            labels = m.reshape(T, -1).any(axis=1).astype(np.uint8)
-            np.save(out / "testing/test_frame_mask" / f"{name}.npy", labels)
-            np.save(out / "testing/test_pixel_mask" / f"{name}.npy", m)
-            test_info[name] = {"kinds": kinds, "intervals": _intervals(labels),
-                               "anomalous_frames": int(labels.sum())}
-    manifest = {"params": params, "complete": True, "test_videos": test_info}
+            fdir, ldir, pdir, pattern = dirs[split]
+            name = pattern.format(i + 1)
+            labels = _write_labelled(fdir / name, f, m, ldir, pdir, name, params["image_ext"])
+            info[split][name] = {"kinds": kinds, "intervals": _intervals(labels),
+                                 "anomalous_frames": int(labels.sum()), "seed": vseed}
+    manifest = {"params": params, "complete": True, "test_videos": info["test"],
+                "validation_videos": info["validation"], "seeds": seeds}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
-__all__ = ["ANOMALY_KINDS", "Scene", "generate", "load_manifest", "make_scene", "render_video"]
+def open_validation(root: str | os.PathLike) -> Dataset:
+    """The validation split of a generated tree as a `Dataset` whose `.test` holds the
+    labelled validation videos (frame labels and pixel masks) and `.train` is empty, so that
+    `aedfast.evaluate` scores it like a test split."""
+    root = Path(root).expanduser()
+    base = root / "validation"
+    man = load_manifest(root)
+    if man is None or not man.get("complete") or not (base / "frames").is_dir():
+        raise DatasetError(f"{root}: no validation split (a synthetic tree of generator "
+                           f"version >= 2 has one in {base})")
+    videos = collect_videos(base / "frames", what="validation videos")
+    for v in videos:
+        masks = NpyMasks(base / "pixel_mask" / f"{v.name}.npy")
+        v.set_ground_truth(np.load(base / "frame_mask" / f"{v.name}.npy"), masks)
+    return Dataset("shanghaitech", base, [], videos)
+
+
+__all__ = ["ANOMALY_KINDS", "GENERATOR_VERSION", "SPLITS", "Scene", "generate", "load_manifest",
+           "make_scene", "open_validation", "render_video", "video_seed"]
