@@ -13,13 +13,15 @@ import pytest
 import scipy.ndimage as ndi
 import torch
 
-from aedfast.kernels import StreamingSmoother, anomaly_maps, smooth_scores
+from aedfast.kernels import smooth_scores
 from aedfast.kernels.smoothing import (
     filter_frame_max_reference,
     filter_frame_max_triton,
     temporal_gaussian_reference,
     temporal_gaussian_triton,
 )
+from aedfast.scoring import anomaly_maps
+from aedfast.stream import StreamingSmoother
 
 ON_GPU = os.environ.get("AEDFAST_TEST_GPU", "0") == "1"
 # tl.dot runs as 3xTF32 on a GPU: float32 accuracy up to a few ulps of the sums.
@@ -462,3 +464,42 @@ def test_streaming_batched_form_checks():
     offline = smooth_scores(video * 2.0, window=(3, 3, 3), sigma=2.0, support=5).numpy()
     assert [f for f, _ in seen["b"]] == list(range(12))
     np.testing.assert_allclose([v for _, v in seen["b"]], offline, rtol=1e-5, atol=1e-6)
+
+
+# -- preset sizes (CUDA) -----------------------------------------------------------------
+
+
+def _preset_map_sizes() -> list[tuple[int, int]]:
+    """The presets' anomaly-map sizes: 20x40 tokens, 320x640 and 160x320 pixels."""
+    from aedfast.model import get_preset
+
+    sizes = []
+    for preset in ("avenue", "shanghaitech"):
+        cfg = get_preset(preset)
+        sizes += [s for s in (cfg.grid, cfg.img_size) if s not in sizes]
+    return sizes
+
+
+@pytest.mark.gpu  # CUDA-only (no `device` fixture): tests/conftest.py skips it elsewhere
+@pytest.mark.parametrize("kind", ["box", "gaussian"])
+@pytest.mark.parametrize("size", _preset_map_sizes(), ids=lambda s: f"{s[0]}x{s[1]}")
+def test_kernels_at_preset_sizes(size, kind):
+    """The fused 3D filter + frame max with its default (production) tiles, and the temporal
+    Gaussian, on CUDA at the presets' map sizes, window 9x9x9 and support 37 (the defaults),
+    against the torch references on the same device; and smooth_scores, which dispatches to
+    them, against the references chained."""
+    h, w = size
+    g = torch.Generator(device="cuda").manual_seed(h)
+    lengths = torch.tensor([300, 157], device="cuda")
+    maps = torch.rand(int(lengths.sum()), h, w, device="cuda", generator=g)
+    want = filter_frame_max_reference(maps, lengths, (9, 9, 9), kind)
+    got = filter_frame_max_triton(maps, lengths, (9, 9, 9), kind)
+    torch.testing.assert_close(got, want, **TOL)
+    for protocol in ("centered", "official"):
+        torch.testing.assert_close(temporal_gaussian_triton(want, lengths, 37, 11.0, protocol),
+                                   temporal_gaussian_reference(want, lengths, 37, 11.0, protocol),
+                                   **TOL)
+    smoothed = smooth_scores(maps, lengths, window=(9, 9, 9), window_kind=kind, sigma=11.0,
+                             support=37)
+    torch.testing.assert_close(smoothed, temporal_gaussian_reference(want, lengths, 37, 11.0),
+                               **TOL)
