@@ -220,11 +220,42 @@ def unfit(e: Exception) -> bool:
     return type(e).__name__ in ("OutOfResources", "PTXASError", "CompileTimeAssertionFailure")
 
 
-def main(argv: list[str] | None = None) -> int:
-    uncut_autotune_lists()
+def check_case(name: str, kernel, case: tuple, fits: dict, failures: list, device_name) -> None:
+    """Every entry of `kernel` alone on one case against the reference; rows recorded."""
     import torch
 
-    from bench.common import REHEARSE, bench_device, device_info, record
+    from bench.common import record
+
+    label_case, fast, reference, tol = case
+    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        want = reference()  # float32 convolutions in full precision on a GPU
+    for cfg in list(kernel.configs):
+        label = config_label(cfg)
+        row = {"suite": "autotune", "kernel": name, "config": label, "case": label_case,
+               "tol": tol}
+        t0 = time.perf_counter()
+        try:
+            with pinned(kernel, cfg), torch.no_grad():
+                err = rel_err(fast(), want)
+            status = "ok" if err <= tol else "WRONG"
+            row["rel_err"] = err
+            fits[label] = True
+        except Exception as e:
+            status = "unfit" if unfit(e) else "ERROR"
+            row["error"] = f"{type(e).__name__}: {e}"[:300]
+        row.update(status=status, seconds=round(time.perf_counter() - t0, 2),
+                   device=device_name)
+        record("autotune", row)
+        print(f"{status:5s} {name} [{label}] {label_case}: "
+              + (f"rel err {row['rel_err']:.2e} (tol {tol:g})" if "rel_err" in row
+                 else row["error"]), flush=True)
+        if status in ("WRONG", "ERROR"):
+            failures.append(f"{name} [{label}] {label_case}: {status}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    uncut_autotune_lists()
+    from bench.common import REHEARSE, bench_device, device_info
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--presets", default="tiny" if REHEARSE else "avenue,shanghaitech")
@@ -235,46 +266,34 @@ def main(argv: list[str] | None = None) -> int:
     if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         print("autotune check: needs CUDA, or TRITON_INTERPRET=1 on the CPU")
         return 2
-    info = device_info(device)
-    failures, never_fit = [], []
+    device_name = device_info(device).get("name")
+    failures: list[str] = []
     kernels = autotuned_kernels()
     print(f"{len(kernels)} autotuned kernels: "
           + ", ".join(f"{n} ({len(k.configs)} entries)" for n, k in kernels))
+    plans = []  # (name, kernel, its cases (a generator), which entries ran)
     for name, kernel in kernels:
-        if name not in CHECKS:
+        if name in CHECKS:
+            cases = CHECKS[name](name, presets, args.batch, device)
+            plans.append((name, kernel, cases, {config_label(c): False for c in kernel.configs}))
+        else:
             failures.append(f"{name}: no correctness check in bench/autotune_check.py")
             print(f"FAIL {failures[-1]}")
+    # first every kernel's first case (each entry once), then the other cases: a run cut at
+    # its time limit has then checked every entry of as many kernels as it could
+    for name, kernel, cases, fits in plans:
+        first = next(cases, None)
+        if first is None:
+            failures.append(f"{name}: no case at presets {presets}")
             continue
-        fits = {config_label(c): False for c in kernel.configs}
-        for case, fast, reference, tol in CHECKS[name](name, presets, args.batch, device):
-            with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-                want = reference()  # float32 convolutions in full precision on a GPU
-            for cfg in list(kernel.configs):
-                label = config_label(cfg)
-                row = {"suite": "autotune", "kernel": name, "config": label, "case": case,
-                       "tol": tol}
-                t0 = time.perf_counter()
-                try:
-                    with pinned(kernel, cfg), torch.no_grad():
-                        err = rel_err(fast(), want)
-                    status = "ok" if err <= tol else "WRONG"
-                    row["rel_err"] = err
-                    fits[label] = True
-                except Exception as e:
-                    status = "unfit" if unfit(e) else "ERROR"
-                    row["error"] = f"{type(e).__name__}: {e}"[:300]
-                row.update(status=status, seconds=round(time.perf_counter() - t0, 2),
-                           device=info.get("name"))
-                record("autotune", row)
-                print(f"{status:5s} {name} [{label}] {case}: "
-                      + (f"rel err {row['rel_err']:.2e} (tol {tol:g})" if "rel_err" in row
-                         else row["error"]), flush=True)
-                if status in ("WRONG", "ERROR"):
-                    failures.append(f"{name} [{label}] {case}: {status}")
-        never_fit += [f"{name} [{label}]" for label, ok in fits.items() if not ok]
-    for item in never_fit:
-        print(f"NOTE {item}: fits no case here, so it was not checked (nor can the autotuner "
-              "pick it at these shapes)")
+        check_case(name, kernel, first, fits, failures, device_name)
+    for name, kernel, cases, fits in plans:
+        for case in cases:
+            check_case(name, kernel, case, fits, failures, device_name)
+    for name, _, _, fits in plans:
+        for label in (label for label, ok in fits.items() if not ok):
+            print(f"NOTE {name} [{label}]: fits no case here, so it was not checked (nor can "
+                  "the autotuner pick it at these shapes)")
     print(f"autotune check: {len(failures)} failure(s)"
           + (": " + "; ".join(failures) if failures else ""))
     return 1 if failures else 0

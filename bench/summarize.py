@@ -79,15 +79,17 @@ def _speedups(rows: dict[str, list[dict]]) -> tuple[list[str], list[float]]:
     labels, values = [], []
     for suite, rs in rows.items():
         for r in rs:
-            s = r.get("speedup", r.get("torch_speedup", r.get("speedup_vs_compiled")))
+            key = next((k for k in ("speedup", "triton_speedup", "torch_speedup",
+                                    "speedup_vs_compiled") if k in r), None)
+            s = r.get(key) if key else None
             if isinstance(s, (int, float)) and s > 0:
-                vs = " vs compiled" if "speedup" not in r and "speedup_vs_compiled" in r else ""
+                vs = " vs compiled" if key == "speedup_vs_compiled" else ""
                 labels.append(f"{suite}: {_case(r)}{vs}"[:90])
                 values.append(float(s))
     return labels, values
 
 
-def _png_strip(stages: list[dict], path: Path) -> None:
+def png_strip(stages: list[dict], path: Path) -> None:
     """A stdlib PNG (no matplotlib): one coloured band per stage (green passed, red failed,
     orange cut, grey skipped), so results.png exists whatever is installed."""
     rgb = {"passed": (44, 160, 44), "failed": (214, 39, 40), "cut": (255, 127, 14)}
@@ -116,14 +118,14 @@ def summary_plot(rows: dict[str, list[dict]], path: Path, stages: list[dict] | N
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except Exception:
-        _png_strip(stages, path)
+        png_strip(stages, path)
         return
     panels = [p for p, n in (("stages", len(stages)), ("speedups", len(values))) if n]
     if not panels:
-        _png_strip(stages, path)
+        png_strip(stages, path)
         return
     heights = [0.3 * (len(stages) if p == "stages" else len(values)) + 1.2 for p in panels]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, sum(heights)),
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, sum(heights)),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
     for ax, panel in zip(axes[:, 0], panels):
         if panel == "stages":
@@ -140,7 +142,7 @@ def summary_plot(rows: dict[str, list[dict]], path: Path, stages: list[dict] | N
             ax.set_yticks(range(len(values)), labels, fontsize=7)
             ax.axvline(1.0, color="k", lw=0.8)
             ax.set_xscale("log")
-            ax.set_xlabel("speed-up (same run): over eager PyTorch, or over torch.compile")
+            ax.set_xlabel("speed-up, same run: over eager ('vs compiled': over torch.compile)")
         ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -14,7 +14,8 @@ fraction of the measured copy bandwidth. Target on an H100: fused block >= 3x ea
 
 On the CPU there is no Triton (the interpreter is a test tool): the suite times eager vs the
 "torch" backend only, float32 at batch 1 and 2, and says so in extra_info; the GPU check's
-rehearsal (AEDFAST_BENCH_REHEARSE=1) runs the Triton rows under the interpreter at tiny sizes.
+rehearsal (AEDFAST_BENCH_REHEARSE=1) runs the Triton rows under the interpreter, for the tiny
+preset's encoder block only.
 Run: AEDFAST_BENCH_OUT=bench/results python -m pytest bench/test_bench_cvt.py -s
 """
 
@@ -32,6 +33,7 @@ from aedfast.kernels.cvt import FusedBlock
 from aedfast.model import Block, encoder_grid, get_preset
 from bench.common import (
     COMPILE_BACKEND,
+    REHEARSE,
     bench_device,
     compile_reference,
     copy_bandwidth,
@@ -59,6 +61,8 @@ def preset_blocks(preset: str) -> dict[str, tuple[int, int, int, int]]:
 
 
 BLOCKS = preset_blocks(PRESET)
+if REHEARSE:  # the interpreter: one block is enough to rehearse the suite
+    BLOCKS = dict(list(BLOCKS.items())[:1])
 BATCHES = env_list("AEDFAST_BENCH_BATCHES", [1, 32, 256] if ON_GPU else [1, 2], int)
 MODEL_BATCHES = env_list("AEDFAST_BENCH_BATCHES", [1, 32, 256] if ON_GPU else [1], int)
 DTYPES = [{v: k for k, v in DNAME.items()}[d] for d in

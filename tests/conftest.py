@@ -13,6 +13,9 @@ Where a test runs is decided here, so it is never a silent surprise:
   compiled (not interpreted).
 - Every other test runs on the CPU whatever the machine.
 
+On a GPU (AEDFAST_TEST_GPU=1) the CUDA-only tests run first: a device run cut at its time
+limit then loses the small-shape kernel tests, which the CPU suite also runs interpreted.
+
 AEDFAST_TEST_REHEARSE=1 (the GPU check's CPU rehearsal) keeps the first case of each
 parametrised `gpu` test and deselects the rest and the `slow` ones: every other such test
 function still runs once (the whole set runs in the CPU suite).
@@ -47,11 +50,16 @@ def pytest_collection_modifyitems(config, items):
     skip_cuda = None if cuda_kernels_ready() else pytest.mark.skip(
         reason="CUDA-only: needs a CUDA device with the Triton kernels compiled "
                "(AEDFAST_TEST_GPU=1 on a GPU machine)")
+    cuda_only = set()
     for item in items:
         if "device" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.gpu)
-        elif item.get_closest_marker("gpu") is not None and skip_cuda is not None:
-            item.add_marker(skip_cuda)
+        elif item.get_closest_marker("gpu") is not None:
+            cuda_only.add(item.nodeid)
+            if skip_cuda is not None:
+                item.add_marker(skip_cuda)
+    if skip_cuda is None:
+        items.sort(key=lambda it: it.nodeid not in cuda_only)  # stable: CUDA-only first
     if os.environ.get("AEDFAST_TEST_REHEARSE", "0") == "1":
         seen, keep, drop = set(), [], []
         for item in items:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from aedfast import AEDMAE
 from aedfast.kernels import cvt
-from aedfast.model import Block
+from aedfast.model import Block, encoder_grid, get_preset
 
 from . import reference_aed as ref
 from .test_model import official_state, randomize, rel_err
@@ -334,3 +334,44 @@ def test_bad_input_errors():
     model = AEDMAE.from_preset("tiny")  # training mode: folding would go stale
     with pytest.raises(RuntimeError, match="model.eval"):
         model.set_backend("triton")
+
+
+# ----------------------------------------------------------------------------- preset sizes (CUDA)
+
+
+def preset_blocks() -> list[tuple[int, int, int, int]]:
+    """(D, heads, h, w) of the avenue preset's blocks (shanghaitech's are the same): the
+    encoder, D 256 on the kept 20 x 20 grid (T 401), and the decoder, D 128 on 20 x 40 (801)."""
+    cfg = get_preset("avenue")
+    return [(cfg.embed_dim, cfg.num_heads, *encoder_grid(cfg.grid, cfg.mask_ratio)),
+            (cfg.decoder_embed_dim, cfg.decoder_num_heads, *cfg.grid)]
+
+
+@pytest.mark.gpu  # CUDA-only (no `device` fixture): tests/conftest.py skips it elsewhere
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("D,heads,h,w", preset_blocks(), ids=["encoder", "decoder"])
+def test_kernels_at_preset_sizes(D, heads, h, w, dtype):
+    """Both kernels and the fused block on CUDA at the presets' real sizes and batch 256, with
+    the tiles the autotuner picks there (production), against their torch references (float32,
+    same device) and the eager block."""
+    B, T = 256, 1 + h * w
+    blk = make_block(D, heads, seed=D).to(dtype)
+    wts = {k: v.cuda() for k, v in cvt.fold_block(blk).items()}
+    x = tokens(B, T, D, seed=T).to("cuda", dtype)
+    g = torch.Generator().manual_seed(T)
+    attn = torch.randn(B, T, heads, D // heads, generator=g).to("cuda", dtype).transpose(1, 2)
+    q_args, m_args = [wts[n] for n in cvt.QKV_NAMES], [wts[n] for n in cvt.MLP_NAMES]
+    with torch.no_grad(), no_tf32():
+        qkv = cvt.qkv_triton(x, *q_args, h, w, True)
+        qkv_ref = cvt.qkv_reference(x.float(), *(a.float() for a in q_args), h, w, True)
+        mlp = cvt.out_mlp_triton(x, attn, *m_args, True)
+        mlp_ref = cvt.out_mlp_reference(x.float(), attn.float(), *(a.float() for a in m_args),
+                                        True)
+        blk = blk.cuda()
+        fused = cvt.FusedBlock.from_block(blk, backend="triton")(x, h, w)
+        eager = blk(x, h, w)
+    picks = (cvt._qkv_kernel.best_config, cvt._out_mlp_kernel.best_config)
+    assert rel_err(qkv, qkv_ref) <= TOL[dtype], picks
+    assert rel_err(mlp, mlp_ref) <= TOL[dtype], picks
+    # two bf16 approximations of one block (1.5e-2 apart at batch 1 under the interpreter)
+    assert rel_err(fused, eager) <= (3e-2 if dtype == torch.bfloat16 else FP32_TOL), picks

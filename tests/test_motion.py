@@ -273,3 +273,23 @@ def test_torch_compile_fullgraph(device):
     assert torch.equal(g, g_eager)
     torch.testing.assert_close(w.cpu().double(), torch.from_numpy(
         cv_weights(prev.cpu(), nxt.cpu(), 8, anomaly_map=amap.cpu())), rtol=RTOL, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- preset sizes (CUDA)
+
+
+@pytest.mark.gpu  # CUDA-only (no `device` fixture): tests/conftest.py skips it elsewhere
+@pytest.mark.parametrize("anomaly", [False, True], ids=["plain", "anomaly"])
+@pytest.mark.parametrize("preset", ["avenue", "shanghaitech"])
+def test_kernel_at_preset_sizes(preset, anomaly):
+    """The Triton kernel on CUDA at the presets' frames (avenue 320x640 patch 16,
+    shanghaitech 160x320 patch 8), with the block width the autotuner picks there, equals the
+    reference and the OpenCV/numpy pipeline (the autotune key does not hold the batch)."""
+    from aedfast.model import get_preset
+
+    cfg = get_preset(preset)
+    (H, W), patch = cfg.img_size, cfg.patch_size
+    prev, nxt = shape_frames(8, H, W, 3, seed=H, step=5)
+    amap = blob_map(8, H, W, seed=W) if anomaly else None
+    w = check_weights(prev, nxt, patch, torch.device("cuda"), anomaly_map=amap)
+    assert w.shape == (8, (H // patch) * (W // patch))
