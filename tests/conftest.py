@@ -31,6 +31,9 @@ import torch  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+# the detector tests' shared fixtures (model, video, CPU-pinned Detectors), defined there
+from tests.detector_fixtures import compiled, eager, eager_result, model, video  # noqa: E402, F401
+
 
 def cuda_kernels_ready() -> bool:
     """CUDA is there and the Triton kernels are compiled for it (not interpreted)."""

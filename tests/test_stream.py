@@ -1,8 +1,10 @@
-"""Tests of aedfast.stream.DetectorStream: streams equal offline scores, join and leave,
-batched input, bad frames, the official protocol, flat memory."""
+"""Tests of aedfast.stream: DetectorStream (streams equal offline scores, join and leave,
+batched input, bad frames, the official protocol, flat memory) and the StreamingSmoother
+(equal to the offline smooth_scores for any chunking, ring reuse, batched form, errors)."""
 
 import gc
 import os
+import random
 import warnings
 
 import cv2
@@ -11,9 +13,11 @@ import pytest
 import torch
 
 from aedfast.detector import Detector
+from aedfast.kernels import smooth_scores
 from aedfast.model import AEDMAE, AEDConfig
-from aedfast.stream import DetectorStream
+from aedfast.stream import DetectorStream, StreamingSmoother
 from tests.detector_fixtures import collect
+from tests.test_smoothing import random_maps
 
 
 def test_stream_equals_offline_with_join_and_leave(eager, video):
@@ -151,3 +155,126 @@ def test_stream_memory_flat():
     assert growth < 20.0, f"resident memory grew by {growth:.1f} MB over 9000 steps"
 
 
+
+
+# ----------------------------------------------------------------------------- the smoother
+
+
+@pytest.mark.parametrize("protocol", ["centered", "official"])
+@pytest.mark.parametrize("kind", ["box", "gaussian"])
+def test_streaming_equals_offline_any_chunking(device, protocol, kind):
+    rng = random.Random(11)
+    h, w = 5, 6
+    kw = {"window": (5, 3, 3), "window_kind": kind, "sigma": 2.5, "support": 7,
+          "protocol": protocol}
+    lengths = {"a": 17, "b": 1, "c": 4, "d": 11}
+    videos = {sid: random_maps(n, h, w, seed=20 + i) for i, (sid, n) in enumerate(lengths.items())}
+    sm = StreamingSmoother(h, w, device=device, **kw)
+    assert sm.delay == 5 // 2 + 7 // 2
+    got: dict[str, list] = {sid: [] for sid in videos}
+    pos = dict.fromkeys(videos, 0)
+    start = {"a": 0, "b": 2, "c": 1, "d": 3}  # streams join at different steps
+    step = 0
+    while any(pos[s] < lengths[s] for s in videos) or sm.streams:
+        feed = {}
+        for sid in videos:
+            if step == start[sid]:
+                sm.add_stream(sid)
+            if sid in sm.streams and pos[sid] < lengths[sid]:
+                k = rng.choice([1, 1, 2, 3])  # chunks of any size
+                feed[sid] = videos[sid][pos[sid]:pos[sid] + k].to(device)
+                if feed[sid].shape[0] == 1 and rng.random() < 0.5:
+                    feed[sid] = feed[sid][0]  # a single [h, w] frame
+                pos[sid] += feed[sid].reshape(-1, h, w).shape[0]
+        if feed:
+            for sid, out in sm.step(feed).items():
+                got[sid] += out
+                # scores come out exactly `delay` frames late
+                assert len(got[sid]) == max(0, pos[sid] - sm.delay)
+        for sid in list(sm.streams):
+            if pos[sid] == lengths[sid] and sid not in feed:
+                got[sid] += sm.remove_stream(sid)  # flushes
+        step += 1
+    for sid, v in videos.items():
+        idx = [f for f, _ in got[sid]]
+        assert idx == list(range(lengths[sid]))
+        want = smooth_scores(v, **kw).numpy()
+        np.testing.assert_allclose([s for _, s in got[sid]], want, rtol=1e-5, atol=1e-6)
+
+
+def test_streaming_batched_step_flush_and_errors():
+    sm = StreamingSmoother(3, 4, window=(3, 1, 1), sigma=None, support=None)
+    assert sm.delay == 1
+    for sid in ("x", "y"):
+        sm.add_stream(sid)
+    with pytest.raises(ValueError):
+        sm.add_stream("x")
+    frames = random_maps(2, 3, 4, seed=30)
+    out = sm.step(frames, ids=["x", "y"])
+    assert out == {"x": [], "y": []}
+    out = sm.step(frames, ids=["x", "y"])
+    assert [f for f, _ in out["x"]] == [0]
+    rest = sm.flush("x")
+    want = smooth_scores(frames[[0, 0]], window=(3, 1, 1), support=None)
+    assert [f for f, _ in rest] == [1]
+    assert rest[0][1] == pytest.approx(float(want[1]), rel=1e-6)
+    with pytest.raises(ValueError, match="flushed"):
+        sm.step({"x": frames[0]})
+    assert sm.remove_stream("x") == []
+    assert sm.remove_stream("y", flush=False) == []
+    with pytest.raises(KeyError):
+        sm.step({"y": frames[0]})
+    sm.add_stream("z")
+    with pytest.raises(ValueError):
+        sm.step({"z": torch.zeros(4, 3)})
+
+
+def test_streaming_ring_reuses_slots():
+    """Streams that leave free their ring rows for the next ones: the ring grows with the
+    most streams open at once, not with the streams ever seen."""
+    sm = StreamingSmoother(4, 4, window=(3, 3, 3), sigma=None, support=None)
+    for i in range(5):
+        sm.add_stream(i)
+    rows = sm._ring.shape[0]
+    assert rows >= 5 and sm._ring.shape[1:] == (3, 4, 4)
+    for rnd in range(20):
+        sm.step(random_maps(5, 4, 4, seed=rnd), ids=sm.streams)
+        gone = sm.streams[0]
+        sm.remove_stream(gone)
+        sm.add_stream(100 + rnd)
+    assert sm._ring.shape[0] == rows
+
+
+def test_streaming_batched_form_checks():
+    """The batched form ([S, h, w] + ids) names the bad stream and changes no state on error."""
+    sm = StreamingSmoother(3, 4, window=(3, 3, 3), sigma=2.0, support=5)
+    for sid in ("a", "b", "c"):
+        sm.add_stream(sid)
+    frames = random_maps(3, 3, 4, seed=50)
+    with pytest.raises(ValueError, match="twice"):
+        sm.step(frames, ids=["a", "a", "b"])
+    bad = frames.clone()
+    bad[1, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="'b'.*NaN"):
+        sm.step(bad, ids=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"\[S, 3, 4\]"):
+        sm.step(frames[:, :2], ids=["a", "b", "c"])
+    # nothing advanced: batched and per-stream feeding from here give the same scores
+    twin = StreamingSmoother(3, 4, window=(3, 3, 3), sigma=2.0, support=5)
+    for sid in ("a", "b", "c"):
+        twin.add_stream(sid)
+    video = random_maps(12, 3, 4, seed=51)
+    seen: dict[str, list] = {sid: [] for sid in "abc"}
+    for t in range(12):
+        x = video[t:t + 1].expand(3, 3, 4) * torch.tensor([1.0, 2.0, 3.0])[:, None, None]
+        got = sm.step(x, ids=["a", "b", "c"])
+        want = twin.step({sid: x[i] for i, sid in enumerate("abc")})
+        assert got == want
+        for sid, scores in got.items():
+            seen[sid] += scores
+    for sid in "abc":
+        seen[sid] += sm.remove_stream(sid)
+    # and the batched form equals the offline result (stream b saw 2x the video)
+    offline = smooth_scores(video * 2.0, window=(3, 3, 3), sigma=2.0, support=5).numpy()
+    assert [f for f, _ in seen["b"]] == list(range(12))
+    np.testing.assert_allclose([v for _, v in seen["b"]], offline, rtol=1e-5, atol=1e-6)
