@@ -12,11 +12,14 @@ buffer per video); each model step gathers frames t-3, t, t+3 (frame t where a n
 does not exist) from it and scales them as (v - 127.5) / 127.5 inside the compiled step.
 
 Speed: on CUDA each step (gather, scale, model, maps) is captured as a CUDA graph per batch
-bucket over static buffers, around a torch.compile'd model running the fused "triton"
-backend, in bfloat16 by default (built, not yet measured on a GPU: see README "Status"). On
-the CPU the model runs the "torch" backend (folded BatchNorm, SDPA) compiled by inductor in
-float32. The baseline every fast path is checked against is backend "eager", compile=False,
-cuda_graphs=False, precision "fp32".
+bucket over static buffers, around a torch.compile'd model, in bfloat16 by default (built, not
+yet measured on a GPU: see README "Status"). Its CvT blocks run the fused "triton" kernels or
+the "torch" reference ops, whichever was measured faster on this GPU at these shapes
+(backend "auto", `aedfast.backend_choice`: timed on first use, cached on disk). On the CPU the
+model runs the "torch" backend (folded BatchNorm, SDPA) compiled by inductor in float32. The
+baseline every fast path is checked against is backend "eager", compile=False,
+cuda_graphs=False, precision "fp32". `describe()` reports the backend that runs, the one
+asked for and why they differ.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from . import backend_choice as choice
 from .frames import FrameSource, prepare_frames
 from .model import AEDMAE, load_model
 from .scoring import PROTOCOLS, ChunkFilter, Smoothing, finish_scores, resolve_smoothing
@@ -106,8 +110,16 @@ class Detector:
             (token-mean scores and the official filter, docs/design.md §2/§5).
         official_dataset: which official rule ("avenue" or "shanghaitech"); default from the
             model's preset name (avenue unless it is "shanghaitech").
-        backend: model backend; default "triton" on CUDA, "torch" on the CPU, falling back to
-            "eager" with a warning when the fused backend cannot be set.
+        backend: "auto", "triton", "torch" or "eager"; default: the environment variable
+            AEDFAST_BACKEND, else "auto" (`aedfast.backend_choice`): on CUDA the faster of
+            "triton" and "torch" per part (encoder, decoder blocks), measured at this
+            Detector's largest bucket and precision on first use and cached per device,
+            versions and shape; "torch" on the CPU, without timing. "triton" where Triton
+            cannot run (CPU without TRITON_INTERPRET=1, triton missing) becomes "torch" with
+            a warning; a fused backend that cannot be set falls back to "eager" with a
+            warning. `backend` and `describe()` report what runs.
+        warmup: settle the backend (measure, or read the cached choice) now instead of on
+            first use.
         buckets: batch sizes with their own compiled step / CUDA graph (default 1, 8, 64, 256
             up to batch_size, and batch_size).
         threads: CPU threads for torch (default: leave torch's setting, capped at the cores
@@ -121,11 +133,12 @@ class Detector:
                  smoothing: Smoothing | Mapping | None | str = "default",
                  protocol: str = "paper", official_dataset: str | None = None,
                  backend: str | None = None, buckets: Sequence[int] | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, warmup: bool = False):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        requested, source = choice.requested_backend(backend)
         self.device = torch.device(device) if device is not None else _auto_device()
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' asked for but CUDA is not available")
@@ -159,51 +172,90 @@ class Detector:
         # BatchNorm is folded in float32 first; bf16 then runs the whole model in bfloat16
         # (the fused ops take one activation dtype; they accumulate, and compute LayerNorm
         # and softmax statistics, in float32)
+        # (a measured choice switches the fused blocks later, keeping these folded weights)
         model.to(self.device)
-        want = backend or ("triton" if self.device.type == "cuda" else "torch")
-        self.backend = self._set_backend(model, want)
+        self.backend_plan = choice.plan_backend(requested, source, self.device)
+        self._set_backend(model, self.backend_plan)
         model.to(dtype)
         self.model = model
+        self._dtype = dtype
         self.seed = int(seed)
         core = StepCore(model, protocol, self.smoothing, self.official_dataset, self.seed, dtype)
-        self.runner = StepRunner(core, self.device, compile=compile, cuda_graphs=cuda_graphs,
-                                 batch_size=batch_size, buckets=buckets)
+        self._runner = StepRunner(core, self.device, compile=compile, cuda_graphs=cuda_graphs,
+                                  batch_size=batch_size, buckets=buckets)
         self._store: torch.Tensor | None = None
+        if warmup:
+            self.warm_up()
 
     # ------------------------------------------------------------------ set-up helpers
 
-    def _set_backend(self, model: AEDMAE, name: str) -> str:
-        if name == "eager":
-            return model.set_backend("eager").backend
+    def _set_backend(self, model: AEDMAE, plan: choice.BackendPlan) -> None:
         try:
-            model.set_backend(name)
+            model.set_backend(plan.backend)
         except Exception as e:  # the fused kernels may be unavailable on this machine
-            warnings.warn(f"backend {name!r} unavailable ({type(e).__name__}: {e}); "
+            warnings.warn(f"backend {plan.backend!r} unavailable ({type(e).__name__}: {e}); "
                           "using 'eager'", RuntimeWarning, stacklevel=3)
             model.set_backend("eager")
-        return model.backend
+            plan.reason += f"; {plan.backend!r} failed to set up: eager"
+            plan.backend, plan.measure = "eager", False
+
+    def warm_up(self) -> Detector:
+        """Settle the backend: with "auto" on CUDA, time the fused candidates per part (or
+        reuse the cached choice) and switch the blocks to the faster. Runs once; the first
+        use (scoring, streaming, `runner`) calls it, so does Detector(warmup=True)."""
+        plan = self.backend_plan
+        if not plan.measure:
+            return self
+        plan.measure = False
+        run = self._runner
+        try:
+            parts, how = choice.choose_by_measurement(
+                self.model, self.device, run.batch_size, self._dtype,
+                cuda_graphs=run.cuda_graphs)
+        except Exception as e:  # measuring must not stop scoring: keep the reference ops
+            warnings.warn(f"backend measurement failed ({type(e).__name__}: {e}); running "
+                          "'torch'", RuntimeWarning, stacklevel=2)
+            plan.reason = f"{plan.source}; measurement failed: torch"
+            return self
+        self.model.set_backend(parts, refold=False)
+        plan.backend = self.model.backend
+        plan.reason = f"{plan.source}; " + ", ".join(
+            f"{p} {how[p]}" for p in parts) + f" at batch {run.batch_size}"
+        return self
+
+    @property
+    def backend(self) -> str:
+        """The backend that runs: "eager", "torch", "triton", "mixed" (per part: see
+        `describe()`), or "auto" while a measurement is pending (before first use)."""
+        return "auto" if self.backend_plan.measure else self.model.backend
+
+    @property
+    def runner(self) -> StepRunner:
+        """The step runner (compiled step, CUDA graphs); settles the backend first."""
+        self.warm_up()
+        return self._runner
 
     @property
     def batch_size(self) -> int:
         """Frames per model step (the largest bucket)."""
-        return self.runner.batch_size
+        return self._runner.batch_size
 
     @batch_size.setter
     def batch_size(self, value: int) -> None:
-        self.runner.batch_size = value
+        self._runner.batch_size = value
 
     @property
     def buckets(self) -> tuple[int, ...]:
         """Batch sizes with their own compiled step / CUDA graph."""
-        return self.runner.buckets
+        return self._runner.buckets
 
     @property
     def compiled(self) -> bool:
-        return self.runner.compiled
+        return self._runner.compiled
 
     @property
     def cuda_graphs(self) -> bool:
-        return self.runner.cuda_graphs
+        return self._runner.cuda_graphs
 
     @property
     def map_size(self) -> tuple[int, int]:
@@ -215,9 +267,20 @@ class Detector:
         return tuple(self.config.img_size)
 
     def describe(self) -> dict:
-        """The settings that decide speed and numbers (device, backend, precision, ...)."""
-        return {"device": str(self.device), "backend": self.backend, "precision": self.precision,
-                "compile": self.compiled, "cuda_graphs": self.cuda_graphs,
+        """The settings that decide speed and numbers (device, backend, precision, ...).
+
+        backend: what runs ("eager", "torch", "triton", "mixed"; "auto" before the first use
+        measures); backend_parts: what runs per part; backend_requested: what was asked
+        ("auto", ...); backend_reason: where the request came from and why it became what
+        runs (e.g. "argument; the CPU has no Triton path without TRITON_INTERPRET=1",
+        "default; encoder measured, decoder cached at batch 64")."""
+        plan = self.backend_plan
+        parts = dict.fromkeys(self.model.block_backends, "auto") if plan.measure \
+            else dict(self.model.block_backends)
+        return {"device": str(self.device), "backend": self.backend, "backend_parts": parts,
+                "backend_requested": plan.requested, "backend_reason": plan.reason,
+                "precision": self.precision, "compile": self.compiled,
+                "cuda_graphs": self.cuda_graphs,
                 "batch_size": self.batch_size, "buckets": list(self.buckets),
                 "protocol": self.protocol, "preset": self.config.name, "seed": self.seed}
 

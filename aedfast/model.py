@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -307,6 +308,7 @@ class AEDOutput(NamedTuple):
 
 
 BACKENDS = ("eager", "torch", "triton")
+BLOCK_PARTS = ("encoder", "decoder")  # the units a backend can be chosen for (set_backend)
 
 
 class AEDMAE(nn.Module):
@@ -345,7 +347,8 @@ class AEDMAE(nn.Module):
         self.decoder_student_norm = nn.LayerNorm(Dd, eps=1e-6)
         self.decoder_student_pred = nn.Linear(Dd, cfg.patch_dim)
 
-        self.backend = "eager"
+        self.backend = "eager"  # set_backend: a name of BACKENDS, or "mixed" (per part)
+        self.block_backends = dict.fromkeys(BLOCK_PARTS, "eager")
         self._init_weights()
 
     # ------------------------------------------------------------------ construction
@@ -422,27 +425,46 @@ class AEDMAE(nn.Module):
 
     # ------------------------------------------------------------------ backends
 
-    def set_backend(self, name: str) -> AEDMAE:
-        """Choose how CvT blocks run: "eager" (official op structure), "torch" (folded
-        BatchNorm + SDPA, the CPU fast path) or "triton" (fused kernels). Weights are folded
-        here, once; call again after changing weights or BatchNorm statistics."""
-        if name not in BACKENDS:
-            raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
-        blocks = [*self.blocks, *self.decoder_blocks, self.decoder_student_block]
-        if name == "eager":
-            for b in blocks:
-                b.fused = None
-        else:
-            from .kernels import cvt
+    def part_blocks(self, part: str) -> list[Block]:
+        """The CvT blocks of a part: "encoder", or "decoder" (teacher decoder + student)."""
+        if part not in BLOCK_PARTS:
+            raise ValueError(f"unknown part {part!r}; choose one of {BLOCK_PARTS}")
+        if part == "encoder":
+            return list(self.blocks)
+        return [*self.decoder_blocks, self.decoder_student_block]
 
-            if self.training:
-                raise RuntimeError(
-                    f"backend {name!r} folds BatchNorm running statistics (inference only): "
-                    "call model.eval() first"
-                )
-            for b in blocks:
-                b.fused = cvt.FusedBlock.from_block(b, backend=name)
-        self.backend = name
+    def set_backend(self, name: str | Mapping[str, str], *, refold: bool = True) -> AEDMAE:
+        """Choose how CvT blocks run: "eager" (official op structure), "torch" (folded
+        BatchNorm + SDPA, the CPU fast path) or "triton" (fused kernels), or {part: "torch" |
+        "triton"} for each of BLOCK_PARTS (a choice by measurement, aedfast.backend_choice;
+        `backend` is then "mixed", `block_backends` holds each part's). Weights are folded
+        here, once; call again after changing weights or BatchNorm statistics. refold=False
+        only switches fused blocks between "torch" and "triton", keeping their folded weights
+        in whatever dtype the model was cast to since (the Detector folds in float32)."""
+        parts = dict.fromkeys(BLOCK_PARTS, name) if isinstance(name, str) else dict(name)
+        fused = set(parts.values()) <= {"torch", "triton"}
+        if set(parts) != set(BLOCK_PARTS) or not (fused or set(parts.values()) == {"eager"}):
+            raise ValueError(f"unknown backend {name!r}: one of {BACKENDS}, or 'torch' / "
+                             f"'triton' for each of {BLOCK_PARTS}")
+        if self.training and fused:
+            raise RuntimeError(f"backend {name!r} folds BatchNorm running statistics "
+                               "(inference only): call model.eval() first")
+        from .kernels import cvt
+
+        for part, be in parts.items():
+            for b in self.part_blocks(part):
+                if not fused:
+                    b.fused = None
+                elif refold:
+                    b.fused = cvt.FusedBlock.from_block(b, backend=be)
+                elif b.fused is None:
+                    raise RuntimeError("refold=False needs fused blocks: set one first")
+                else:
+                    b.fused = cvt.FusedBlock(b.fused.weights(), b.fused.num_heads, backend=be,
+                                             has_cls=b.fused.has_cls)
+        names = set(parts.values())
+        self.backend = names.pop() if len(names) == 1 else "mixed"
+        self.block_backends = parts
         return self
 
     def train(self, mode: bool = True) -> AEDMAE:
@@ -571,7 +593,7 @@ def load_model(spec: str | os.PathLike | AEDMAE | tuple, preset: str = "avenue")
 
 
 __all__ = [
-    "AEDConfig", "AEDMAE", "AEDOutput", "BACKENDS", "CheckpointError", "Masking", "PRESETS",
-    "count_parameters", "encoder_grid", "get_preset", "load_model", "patchify", "random_masking",
-    "read_checkpoint", "unpatchify",
+    "AEDConfig", "AEDMAE", "AEDOutput", "BACKENDS", "BLOCK_PARTS", "CheckpointError", "Masking",
+    "PRESETS", "count_parameters", "encoder_grid", "get_preset", "load_model", "patchify",
+    "random_masking", "read_checkpoint", "unpatchify",
 ]

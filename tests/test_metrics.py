@@ -1,19 +1,26 @@
 """Metrics: the official temporal filter and micro/macro AUC (docs/design.md §5) against
-hand-computed
-values, scikit-learn and an independent loop; pixel AUC; RBDC/TBDC on hand-built cases."""
+hand-computed values, scikit-learn and an independent loop; pixel AUC, exact and streamed
+(`PixelAUC` within its error bound and 1e-3 of scikit-learn); RBDC/TBDC on hand-built cases and,
+streamed video by video (`DetectionAccumulator`), against an independent reference."""
 
 from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
+from scipy import ndimage
 from sklearn.metrics import auc, roc_auc_score, roc_curve
 
 from aedfast.metrics import (
     OFFICIAL_PROTOCOL,
+    DetectionAccumulator,
+    PixelAUC,
     curve_area,
+    default_thresholds,
     detection_curves,
+    frame_pairs,
     micro_macro_auc,
     official_auc,
     official_filter,
@@ -287,3 +294,242 @@ def test_rbdc_at_reduced_size():
     assert rb == 1.0 and tb == 1.0
     c = detection_curves([gt.astype(float)], [gt], thresholds=[0.5], size=(10, 16))
     assert c["n_regions"] == 6 and c["n_tracks"] == 2
+
+
+# ----------------------------------------------------------------------------- streamed pixel AUC
+
+
+def _blurred(rng, shape, sigma=2.0):
+    """float32 [T, H, W]: noise blurred per frame (smooth, continuous values like real maps)."""
+    noise = rng.random(shape).astype(np.float32)
+    return np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in noise])
+
+
+def _pixel_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Maps [T, H, W] and masks of several shapes of value distribution."""
+    rng = np.random.default_rng(7)
+    shape = (12, 48, 64)
+    gt = np.zeros(shape, bool)
+    for t in range(shape[0]):
+        y, x = rng.integers(0, 30), rng.integers(0, 40)
+        gt[t, y: y + rng.integers(4, 18), x: x + rng.integers(4, 22)] = True
+    blob = np.stack([cv2.GaussianBlur(g.astype(np.float32), (0, 0), 3) for g in gt])
+    u = rng.random(shape).astype(np.float32)
+    lab = rng.random(shape) < u * 0.3  # labels more likely at high values
+    return {
+        "smooth, weak anomalies": (_blurred(rng, shape) + 0.05 * blob, gt),
+        "smooth, strong anomalies": (_blurred(rng, shape) + 0.8 * blob, gt),
+        "heavy tail (lognormal)": (np.exp(rng.normal(0, 3, shape) + 0.4 * lab)
+                                   .astype(np.float32), lab),
+        "both signs": (rng.normal(0, 1, shape).astype(np.float32) + 0.3 * lab, lab),
+        "far from 0 (1000 + 1e-2 x)": (1000 + 1e-2 * _blurred(rng, shape) + 1e-3 * blob, gt),
+        "narrow (0.5 + 1e-4 x)": ((0.5 + 1e-4 * u + 2e-5 * lab).astype(np.float32), lab),
+        "ten levels (ties)": (np.round(u * 10) / 10, lab),
+        "uniform": (u, lab),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_pixel_cases()))
+def test_pixel_auc_streamed_matches_sklearn(case):
+    maps, masks = _pixel_cases()[case]
+    exact = roc_auc_score(masks.ravel(), maps.ravel())
+    acc = PixelAUC()
+    for m, k in zip(maps, masks):
+        acc.add_frame(m, k)
+    err = abs(acc.result() - exact)
+    assert err <= 1e-3
+    assert err <= acc.error_bound() + 1e-12  # the bound holds
+    if case == "ten levels (ties)":
+        assert acc.result() == pytest.approx(exact, abs=1e-12)  # distinct levels: exact
+    elif case != "far from 0 (1000 + 1e-2 x)":  # there float32 ties inflate the bound
+        assert acc.error_bound() <= 1e-3
+    # video by video (here: halves) is the same histogram
+    two = PixelAUC()
+    two.add([maps[:5], maps[5:]], [masks[:5], masks[5:]])
+    assert two.result() == acc.result() and two.error_bound() == acc.error_bound()
+
+
+def test_pixel_auc_streamed_resizes_and_bits():
+    maps, masks = _pixel_cases()["smooth, weak anomalies"]
+    small = maps[:, ::2, ::2]
+    acc = PixelAUC()
+    acc.add(small, masks)  # maps resized to the masks, as pixel_auc does
+    assert abs(acc.result() - pixel_auc(small, masks)) <= acc.error_bound() <= 1e-3
+    exact = roc_auc_score(masks.ravel(), maps.ravel())
+    errs = []
+    for bits in (6, 12, 18):
+        b = PixelAUC(bits)
+        b.add(maps, masks)
+        errs.append(b.error_bound())
+        assert abs(b.result() - exact) <= b.error_bound() + 1e-12
+    assert errs[0] > errs[1] > errs[2]  # finer bins, smaller bound
+
+
+def test_pixel_auc_streamed_edge_cases():
+    acc = PixelAUC()
+    with pytest.raises(ValueError, match="no frames"):
+        acc.result()
+    acc.add_frame(np.array([[-0.0, 0.0], [1.0, np.inf]], np.float32),
+                  np.array([[1, 0], [0, 1]]))
+    # positives {-0.0, inf} vs negatives {0.0, 1.0}: -0.0 ties 0.0 (1/2), inf beats both
+    assert acc.result() == 2.5 / 4
+    one_class = PixelAUC()
+    one_class.add_frame(np.ones((3, 3)), np.zeros((3, 3)))
+    assert math.isnan(one_class.result()) and math.isnan(one_class.error_bound())
+    with pytest.raises(ValueError, match="NaN"):
+        acc.add_frame(np.full((2, 2), np.nan), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="differ in size"):
+        acc.add_frame(np.zeros((2, 2)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="5 maps for 3 masks"):
+        acc.add(np.zeros((5, 4, 4)), np.zeros((3, 4, 4)))
+    with pytest.raises(ValueError):
+        PixelAUC(bits=0)
+
+
+# ----------------------------------------------------------------------------- streamed RBDC
+
+
+def reference_counts(maps_per_video, masks_per_video, thresholds, overlap=0.1,
+                     track_fraction=0.1):
+    """Independent RBDC/TBDC counts by the module docstring's rules: scipy labelling, IoU by
+    mask arithmetic region by region, tracks by a search over linked regions."""
+    eight = np.ones((3, 3), int)
+    K = len(thresholds)
+    fp = np.zeros(K, int)
+    region_hits: list[list[bool]] = []  # per GT region: detected per threshold
+    links: dict[int, set[int]] = {}
+    n_frames = 0
+    for maps, masks in zip(maps_per_video, masks_per_video):
+        prev: list[tuple[int, np.ndarray]] = []  # (region id, pixels) of the previous frame
+        for m, k in zip(maps, masks):
+            n_frames += 1
+            g, n_g = ndimage.label(k, structure=eight)
+            gts = []
+            for r in range(1, n_g + 1):
+                rid = len(region_hits)
+                region_hits.append([False] * K)
+                links[rid] = set()
+                gts.append((rid, g == r))
+                for pid, ppix in prev:  # share a pixel with a region of the previous frame
+                    if (ppix & (g == r)).any():
+                        links[rid].add(pid)
+                        links[pid].add(rid)
+            prev = gts
+            for j, t in enumerate(thresholds):
+                d, n_d = ndimage.label(m > t, structure=eight)
+                for r in range(1, n_d + 1):
+                    dpix = d == r
+                    tp = False
+                    for rid, gpix in gts:
+                        inter = int((dpix & gpix).sum())
+                        iou = inter / (int(dpix.sum()) + int(gpix.sum()) - inter)
+                        if iou >= overlap:
+                            tp = True
+                            region_hits[rid][j] = True
+                    fp[j] += not tp
+    tracks, seen = [], set()
+    for rid in links:
+        if rid in seen:
+            continue
+        stack, comp = [rid], []
+        seen.add(rid)
+        while stack:
+            a = stack.pop()
+            comp.append(a)
+            for b in links[a] - seen:
+                seen.add(b)
+                stack.append(b)
+        tracks.append(comp)
+    hits = np.array(region_hits, bool).reshape(-1, K)
+    det_tracks = [sum(hits[c].mean(axis=0)[j] >= track_fraction for c in tracks)
+                  for j in range(K)]
+    return {"fp": fp, "det_regions": hits.sum(axis=0), "det_tracks": np.array(det_tracks),
+            "n_regions": hits.shape[0], "n_tracks": len(tracks), "n_frames": n_frames}
+
+
+def random_videos(seed: int, n: int = 3, shape=(24, 32)) -> tuple[list, list]:
+    """Videos whose GT regions move, split, vanish and come back; maps = smooth noise plus
+    bumps over the GT, whose height grows from video to video."""
+    rng = np.random.default_rng(seed)
+    maps, masks = [], []
+    for v in range(n):
+        T = int(rng.integers(4, 9))
+        gt = np.zeros((T,) + shape, bool)
+        y, x = int(rng.integers(2, 12)), int(rng.integers(2, 14))
+        for t in range(T):
+            if rng.random() < 0.8:
+                gt[t, y: y + 6, x + t: x + t + 5] = True
+            if rng.random() < 0.4:
+                gt[t, 18:22, 24 + t % 3: 28 + t % 3] = True
+        bump = np.stack([cv2.GaussianBlur(g.astype(np.float32), (0, 0), 1.5) for g in gt])
+        maps.append(_blurred(rng, gt.shape, 1.0) + (0.3 + 0.4 * v) * bump)
+        masks.append(gt)
+    return maps, masks
+
+
+@pytest.mark.parametrize("overlap,track_fraction", [(0.1, 0.1), (0.3, 0.5), (0.05, 0.0)])
+def test_detection_accumulator_matches_reference(overlap, track_fraction):
+    maps, masks = random_videos(11)
+    thr = [0.45, 0.5, 0.55, 0.6, 0.8]
+    acc = DetectionAccumulator(thr, overlap=overlap, track_fraction=track_fraction)
+    for m, k in zip(maps, masks):  # video by video, as evaluate feeds it
+        acc.add(m, k)
+    ref = reference_counts(maps, masks, thr, overlap, track_fraction)
+    assert ref["n_tracks"] >= 4 and ref["det_regions"].max() > 0 and ref["fp"].max() > 0
+    for key in ("fp", "det_regions", "det_tracks", "n_regions", "n_tracks", "n_frames"):
+        np.testing.assert_array_equal(getattr(acc, key), ref[key], err_msg=key)
+    # the all-in-memory functions are the same counts
+    c = detection_curves(maps, masks, thresholds=thr, overlap=overlap,
+                         track_fraction=track_fraction)
+    np.testing.assert_array_equal(c["fp_per_frame"], ref["fp"] / ref["n_frames"])
+    np.testing.assert_array_equal(c["rbdr"], ref["det_regions"] / ref["n_regions"])
+    np.testing.assert_array_equal(c["tbdr"], ref["det_tracks"] / ref["n_tracks"])
+    assert acc.result() == rbdc_tbdc(maps, masks, thresholds=thr, overlap=overlap,
+                                     track_fraction=track_fraction)
+
+
+def test_detection_accumulator_frame_by_frame():
+    maps, masks = random_videos(12)
+    whole = DetectionAccumulator([0.5, 0.6])
+    whole.add(maps, masks)
+    frames = DetectionAccumulator([0.5, 0.6])
+    for m_v, k_v in zip(maps, masks):
+        frames.start_video(m_v)
+        for m, k in frame_pairs(m_v, k_v):
+            frames.add_frame(m, k)
+        frames.end_video()
+    assert frames.curves().keys() == whole.curves().keys()
+    for key, val in whole.curves().items():
+        np.testing.assert_array_equal(frames.curves()[key], val)
+    with pytest.raises(RuntimeError, match="start_video"):
+        DetectionAccumulator([0.5]).add_frame(maps[0][0], masks[0][0])
+    with pytest.raises(ValueError, match="no frames"):
+        DetectionAccumulator([0.5]).curves()
+    with pytest.raises(ValueError, match="no thresholds"):
+        DetectionAccumulator([])
+
+
+def test_streamed_default_thresholds_exact_for_every_video():
+    """Without thresholds: the first video's default thresholds, extended upwards by later
+    videos with higher values. Each added threshold lies above every value counted before it,
+    so the streamed counts equal an all-in-memory count at the final thresholds."""
+    maps, masks = random_videos(13, n=4)
+    acc = DetectionAccumulator()
+    for m, k in zip(maps, masks):
+        acc.add(m, k)
+    thr = acc.thresholds
+    first = default_thresholds(maps[0])
+    assert np.array_equal(thr[: first.size], first) and thr.size > first.size  # extended
+    assert np.all(np.diff(thr) > 0) and thr[-1] <= max(float(m.max()) for m in maps)
+    assert thr.size <= first.size + 16 * (len(maps) - 1)
+    full = detection_curves(maps, masks, thresholds=thr)
+    for key, val in acc.curves().items():
+        np.testing.assert_array_equal(val, full[key], err_msg=key)
+    # the threshold cap holds
+    capped = DetectionAccumulator(max_thresholds=first.size + 3)
+    capped.add(maps, masks)
+    assert capped.thresholds.size == first.size + 3
+    # track_fraction 0: tracks count as detected at any threshold, the added ones included
+    zero = DetectionAccumulator(track_fraction=0.0)
+    zero.add(maps, masks)
+    np.testing.assert_array_equal(zero.det_tracks, zero.n_tracks)

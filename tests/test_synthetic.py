@@ -3,6 +3,8 @@ ground truth, determinism, idempotent atomic writes, visible anomalies, speed.""
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 
 import numpy as np
@@ -11,14 +13,18 @@ import pytest
 from aedfast.data import open_dataset
 from aedfast.data.synthetic import (
     ANOMALY_KINDS,
+    GENERATOR_VERSION,
+    SPLITS,
     generate,
     load_manifest,
     make_scene,
+    open_validation,
     render_video,
+    video_seed,
 )
 from aedfast.data.synthetic_agents import WALK
 
-SMALL = {"n_train": 2, "n_test": 3, "frames": 90, "size": (48, 96), "progress": False}
+SMALL = {"n_train": 2, "n_test": 3, "n_val": 2, "frames": 90, "size": (48, 96), "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +76,64 @@ def test_deterministic_and_idempotent(small_tree, tmp_path):
 
 
 def test_video_i_independent_of_counts(small_tree, tmp_path):
-    fewer = generate(tmp_path / "fewer", seed=5, **{**SMALL, "n_test": 1, "n_train": 1})
-    assert (fewer / "testing/test_pixel_mask/01_0001.npy").read_bytes() == \
-        (small_tree / "testing/test_pixel_mask/01_0001.npy").read_bytes()
+    fewer = generate(tmp_path / "fewer", seed=5,
+                     **{**SMALL, "n_test": 1, "n_train": 1, "n_val": 1})
+    for sub in ("testing/test_pixel_mask/01_0001.npy", "validation/pixel_mask/val_0001.npy"):
+        assert (fewer / sub).read_bytes() == (small_tree / sub).read_bytes()
+
+
+def test_validation_split(small_tree, tmp_path):
+    """Its own labelled videos, from seeds no training or test video uses; adding it leaves
+    the training and test splits byte-identical."""
+    val = open_validation(small_tree)
+    assert [v.name for v in val.test] == ["val_0001", "val_0002"] and val.train == []
+    man = load_manifest(small_tree)
+    for v in val.test:
+        assert len(v) == 90 and v[0].shape == (48, 96, 3)
+        lab = v.labels
+        np.testing.assert_array_equal(lab, [v.mask(t).any() for t in range(len(v))])
+        info = man["validation_videos"][v.name]
+        assert info["anomalous_frames"] == int(lab.sum()) and 0.15 < lab.mean() < 0.7
+        assert set(info["kinds"]) <= set(ANOMALY_KINDS)
+    seeds = {s: {tuple(x) for x in man["seeds"][s]} for s in SPLITS}
+    assert [len(seeds[s]) for s in SPLITS] == [2, 3, 2]
+    assert seeds["validation"] == {tuple(video_seed(5, "validation", i)) for i in range(2)}
+    assert not seeds["validation"] & (seeds["train"] | seeds["test"])
+    assert not seeds["train"] & seeds["test"]
+    assert [info["seed"] for info in man["validation_videos"].values()] == \
+        [list(s) for s in sorted(seeds["validation"])]
+    # different seeds, different videos: validation video i is not test video i
+    test_first = open_dataset(small_tree, "shanghaitech").test[0]
+    assert not np.array_equal(val.test[0][10], test_first[10])
+    # no validation split: the same training and test bytes
+    none = generate(tmp_path / "noval", seed=5, **{**SMALL, "n_val": 0})
+    for sub in ("testing/frames/01_0003/047.jpg", "testing/test_pixel_mask/01_0002.npy",
+                "training/videos/01_002.avi"):
+        assert (none / sub).read_bytes() == (small_tree / sub).read_bytes()
+    assert not any((none / "validation/frames").iterdir())
+
+
+def test_older_version_tree_is_regenerated(tmp_path):
+    """A version-1 tree (no validation split) with otherwise the same parameters is replaced
+    without `overwrite`: same test videos, and now a validation split."""
+    args = {**SMALL, "n_train": 1, "n_test": 1, "n_val": 1, "frames": 60}
+    root = generate(tmp_path / "old", seed=2, **args)
+    before = (root / "testing/test_pixel_mask/01_0001.npy").read_bytes()
+    man = load_manifest(root)
+    del man["params"]["n_val"], man["validation_videos"]
+    man["params"]["version"] = 1
+    (root / "manifest.json").write_text(json.dumps(man))
+    shutil.rmtree(root / "validation")
+    generate(root, seed=2, **args)
+    assert load_manifest(root)["params"]["version"] == GENERATOR_VERSION
+    assert (root / "testing/test_pixel_mask/01_0001.npy").read_bytes() == before
+    assert len(open_validation(root).test) == 1
+    # other parameters than the version's own: still refused
+    man = load_manifest(root)
+    man["params"].update(version=1, frames=61)
+    (root / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(FileExistsError):
+        generate(root, seed=2, **args)
 
 
 @pytest.mark.parametrize("kind", ANOMALY_KINDS)
@@ -137,7 +198,10 @@ def test_default_size_is_fast(tmp_path):
     dt = time.perf_counter() - t
     ds = open_dataset(root, "shanghaitech")
     assert len(ds.train) == 8 and len(ds.test) == 6 and len(ds.test[0]) == 250
+    val = open_validation(root)
+    assert len(val.test) == 7 and len(val.test[0]) == 250
     assert ds.test[0][0].shape == (64, 128, 3)
     fr = np.mean([v.labels.mean() for v in ds.test])
     assert 0.3 <= fr <= 0.55, fr
-    assert dt < 20, f"default generation took {dt:.1f} s"
+    # 21 videos (8 training, 6 test, 7 validation): about 10 s on one free core
+    assert dt < 30, f"default generation took {dt:.1f} s"
