@@ -1,5 +1,5 @@
-"""Benchmark: motion token weights (SPEC §3), Triton kernel vs eager PyTorch (the reference) and
-vs torch.compile of that reference.
+"""Benchmark: motion token weights (docs/design.md §3), Triton kernel vs eager PyTorch (the
+reference) and vs torch.compile of that reference.
 
 Sizes: each preset's frames (avenue 320x640, patch 16; shanghaitech 160x320, patch 8), uint8
 [B, H, W, 3] frames as decoded, median on, normalised. On CUDA, batch 1, 32 and 256: the

@@ -9,7 +9,9 @@ to every channel, so pasted anomalies (little motion) still weigh.
 
 Layouts: uint8 frames are [B, H, W, C] channels-last, as decoded (BGR); float frames are
 [B, C, H, W]. Values are used as given (the 128 floor of the anomaly term assumes the 0..255
-scale). Any strides work: the kernel indexes through them, so slices of a clip need no copy.
+scale). Any strides work: `_motion_kernel` indexes through them, so slices of a clip need no
+copy. uint8 frames with contiguous rows (as decoded; clip slices too) take `_motion_rows_kernel`
+instead: one lane per byte, each row segment loaded once as one vector (the production path).
 
 Public API (validating wrappers around the custom ops `aedfast::motion_token_weights` and
 `aedfast::motion_gradient`; CPU = torch reference, CUDA = Triton launcher):
@@ -20,6 +22,8 @@ Public API (validating wrappers around the custom ops `aedfast::motion_token_wei
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -185,6 +189,135 @@ def _motion_kernel(
     tl.store(pmax + b * L + tok, tl.max(cmax, axis=1), mask=ok)
 
 
+_HALO_BYTES = 16  # loaded left of a row segment: >= C for the x-1 shift; 16 keeps loads aligned
+_HALO = tl.constexpr(_HALO_BYTES)  # the kernel's copy (jit code reads constexpr globals only)
+_ROWS_CONFIGS = [  # the first is the interpreter's (autotune_configs): avenue's 2 tiles per row
+    triton.Config({"BLOCK_B": 1024, "STAGES": 2}, num_warps=4),  # 8-byte loads per thread
+    triton.Config({"BLOCK_B": 1024, "STAGES": 2}, num_warps=2),  # 16-byte loads per thread
+    triton.Config({"BLOCK_B": 2048, "STAGES": 2}, num_warps=4),
+    triton.Config({"BLOCK_B": 2048, "STAGES": 3}, num_warps=8),
+    triton.Config({"BLOCK_B": 512, "STAGES": 2}, num_warps=2),
+    triton.Config({"BLOCK_B": 256, "STAGES": 3}, num_warps=2),
+]
+
+
+@triton.jit
+def _shift_sorted(v, il, ir, first, last):
+    """Sorted (x-1, x, x+1) of the raw row bytes v: the shifts by one pixel (C bytes) are
+    register gathers within the row segment (no re-load); pixel 0 / W-1 replicate."""
+    left = tl.where(first, v, tl.gather(v, il, 0))
+    right = tl.where(last, v, tl.gather(v, ir, 0))
+    return _sorted3(left, v, right, True)
+
+
+@triton.autotune(configs=autotune_configs(_ROWS_CONFIGS),
+                 key=["H", "W", "C", "P", "MEDIAN", "ANOMALY", "WRITE_GRAD"])
+@triton.jit
+def _motion_rows_kernel(
+    prev,  # frames t-1: uint8 [B, H, W, C], each row contiguous (any batch and row strides)
+    nxt,  # frames t+1: prev's shape, rows contiguous
+    amap,  # anomaly map [B, H, W], float in [0, 1] (ANOMALY); else a dummy pointer (raw)
+    scale,  # [B] float32: max(128, the frame's gradient max) (ANOMALY); else a dummy (raw)
+    raw,  # out [B, L] float32 contiguous: per patch, mean over channels of the patch max
+    pmax,  # out [B, L] float32 contiguous: per patch, max over channels of the patch max
+    grad,  # out float32 [B, H, W, C] gradient, rows W*C apart (WRITE_GRAD); else a dummy (raw)
+    H, W,  # frame rows, columns (need not be multiples of P: the partial patches are masked)
+    n_pw,  # patches per patch row: cdiv(W, P)
+    L,  # tokens per frame: cdiv(H, P) * n_pw, the row stride of raw and pmax
+    sgb,  # grad's batch stride in elements; 0 without WRITE_GRAD
+    spb, sph,  # prev's byte strides: batch, row
+    snb, snh,  # nxt's byte strides: batch, row
+    smb, smh, smw,  # amap's element strides (batch, row, column); 0 without ANOMALY
+    C: tl.constexpr,  # channels: the horizontal neighbour of a byte is C bytes away
+    P: tl.constexpr,  # patch size in pixels (16 for motion_gradient, whose tokens are unused)
+    Q: tl.constexpr,  # gcd(P * C, _HALO): a power of 2; Q-byte chunks never straddle patches
+    PCF: tl.constexpr,  # P * C rounded down to a power of 2: BLOCK_B // PCF >= patches per program
+    MEDIAN: tl.constexpr,  # 3x3 median per channel (border replicated) before the difference
+    ANOMALY: tl.constexpr,  # add amap * scale to every channel (the anomaly term's 2nd pass)
+    WRITE_GRAD: tl.constexpr,  # store the full-resolution gradient in grad (motion_gradient)
+    BLOCK_B: tl.constexpr,  # autotuned: bytes per row segment (lanes), halo included
+    STAGES: tl.constexpr,  # autotuned: software-pipelining depth of the row loop
+):
+    """Contiguous channels-last uint8 frames: one lane per byte, no idle channel lane. A
+    program owns NPW whole patches of one patch row, i.e. one contiguous row segment of
+    NPW * P * C bytes, loaded (with a _HALO-byte left halo) as one aligned vector per image row;
+    the x-1 / x+1 neighbours come from register gathers of that vector, and a rolling window
+    keeps the sorted triples of the last two rows, so each row is loaded once per program."""
+    # program (pid0, prow, b) -> patches pid0*NPW .. +NPW-1 of patch row prow of frame b
+    NPW: tl.constexpr = (BLOCK_B - _HALO - C) // (P * C)
+    b = tl.program_id(2).to(tl.int64)
+    prow = tl.program_id(1)
+    j = tl.arange(0, BLOCK_B)
+    o = tl.program_id(0) * (NPW * P * C) - _HALO + j  # byte offset in the image row
+    WC = W * C
+    ld = (o >= 0) & (o < WC)  # bytes inside the row (the halo's too)
+    own = (j >= _HALO) & (j < _HALO + NPW * P * C) & (o < WC)  # the program's patches' bytes
+    il, ir = tl.maximum(j - C, 0), tl.minimum(j + C, BLOCK_B - 1)  # gather indices x-1, x+1
+    first, last = o < C, o >= WC - C  # pixel 0 / W-1: the replicated border is the pixel itself
+    p_row, n_row = prev + b * spb + o, nxt + b * snb + o  # row 0; the loop adds row offsets
+    y0 = prow * P
+    if MEDIAN:  # prime the rolling window: image rows y0-1 and y0 sorted, row y0+1 in flight
+        ym, y1 = tl.maximum(y0 - 1, 0), tl.minimum(y0 + 1, H - 1)
+        pl0, pm0, ph0 = _shift_sorted(tl.load(p_row + ym * sph, mask=ld, other=0),
+                                      il, ir, first, last)
+        pl1, pm1, ph1 = _shift_sorted(tl.load(p_row + y0 * sph, mask=ld, other=0),
+                                      il, ir, first, last)
+        nl0, nm0, nh0 = _shift_sorted(tl.load(n_row + ym * snh, mask=ld, other=0),
+                                      il, ir, first, last)
+        nl1, nm1, nh1 = _shift_sorted(tl.load(n_row + y0 * snh, mask=ld, other=0),
+                                      il, ir, first, last)
+        pa = tl.load(p_row + y1 * sph, mask=ld, other=0)
+        na = tl.load(n_row + y1 * snh, mask=ld, other=0)
+    if ANOMALY:
+        a_scale = tl.load(scale + b)
+        acc = tl.zeros([BLOCK_B], dtype=tl.float32)
+        a_ptr = amap + b * smb + (tl.maximum(o, 0) // C) * smw  # the byte's pixel, row 0
+    else:
+        acc = tl.zeros([BLOCK_B], dtype=tl.float16)  # exact: gradients 0..255
+    for r in tl.range(0, P, num_stages=STAGES):
+        y = y0 + r
+        mr = own & (j * 0 + y < H)  # a tensor compare (the interpreter rejects scalar masks)
+        if MEDIAN:
+            # issue row y+2's loads now, use them next iteration: latency behind this row's math
+            ys = tl.minimum(y + 2, H - 1)
+            pa2 = tl.load(p_row + ys * sph, mask=ld, other=0)
+            na2 = tl.load(n_row + ys * snh, mask=ld, other=0)
+            pl2, pm2, ph2 = _shift_sorted(pa, il, ir, first, last)
+            nl2, nm2, nh2 = _shift_sorted(na, il, ir, first, last)
+            g = tl.abs(_median9(nl0, nm0, nh0, nl1, nm1, nh1, nl2, nm2, nh2)
+                       - _median9(pl0, pm0, ph0, pl1, pm1, ph1, pl2, pm2, ph2))
+            pl0, pm0, ph0, pl1, pm1, ph1 = pl1, pm1, ph1, pl2, pm2, ph2
+            nl0, nm0, nh0, nl1, nm1, nh1 = nl1, nm1, nh1, nl2, nm2, nh2
+            pa, na = pa2, na2
+        else:
+            ys = tl.minimum(y, H - 1)
+            g = tl.abs(_cvt(tl.load(n_row + ys * snh, mask=mr, other=0), True)
+                       - _cvt(tl.load(p_row + ys * sph, mask=mr, other=0), True))
+        if WRITE_GRAD:
+            tl.store(grad + b * sgb + y * WC + o, g.to(tl.float32), mask=mr)
+        if ANOMALY:
+            g = g.to(tl.float32) + tl.load(a_ptr + y * smh, mask=mr, other=0).to(tl.float32) \
+                * a_scale
+        acc = tl.maximum(acc, tl.where(mr, g, 0.0))  # gradients are >= 0: 0 is neutral
+    # per (patch, channel) max: Q-byte chunks (each inside one patch), then chunks -> patches
+    ch = tl.reshape(o % C, [BLOCK_B // Q, Q])  # o % C: halo lanes' values are unused
+    chunk = tl.arange(0, BLOCK_B // Q)
+    kp = tl.arange(0, BLOCK_B // PCF)
+    sel = (chunk[None, :] * Q - _HALO) // (P * C) == kp[:, None]  # chunk in patch kp
+    sel = sel & (chunk[None, :] * Q >= _HALO)
+    accq = tl.reshape(acc.to(tl.float32), [BLOCK_B // Q, Q])
+    tot = tl.zeros([BLOCK_B // PCF], dtype=tl.float32)
+    top = tl.zeros([BLOCK_B // PCF], dtype=tl.float32)
+    for c in tl.static_range(C):
+        cm = tl.max(tl.where(ch == c, accq, 0.0), axis=1)  # [chunks]: channel c's chunk max
+        km = tl.max(tl.where(sel, cm[None, :], 0.0), axis=1)  # [patches]: its patch max
+        tot, top = tot + km, tl.maximum(top, km)
+    pw1 = tl.program_id(0) * NPW + kp
+    tok, ok = prow * n_pw + pw1, (kp < NPW) & (pw1 < n_pw)
+    tl.store(raw + b * L + tok, tot / C, mask=ok)
+    tl.store(pmax + b * L + tok, top, mask=ok)
+
+
 @triton.jit
 def _normalize_kernel(raw, out, L, BLOCK_L: tl.constexpr):
     """One program per frame: weights / their sum; an all-static frame (sum 0) gets uniform
@@ -217,9 +350,23 @@ def _dims(x: torch.Tensor) -> tuple[int, int, int, int]:
     return B, C, H, W
 
 
-def _launch(prev, nxt, patch, median, anomaly_map=None, scale=None, grad=None):
-    """Run `_motion_kernel` once; returns (raw [B, L] patch channel-means, pmax [B, L] patch
-    max over channels). H here is rounded up to whole patches (tail rows masked)."""
+def _rows_patches(block_b: int, C: int, patch: int) -> int:
+    """Patches per program of `_motion_rows_kernel` for a BLOCK_B-byte row segment."""
+    return (block_b - _HALO_BYTES - C) // (patch * C)
+
+
+def _rows_path(x: torch.Tensor, C: int, patch: int) -> bool:
+    """uint8 [B, H, W, C] frames whose rows are contiguous (the decoded layout, clip slices
+    included), and patches small enough for every BLOCK_B in `_ROWS_CONFIGS`."""
+    return (x.dtype == torch.uint8 and x.stride(2) == C and (C == 1 or x.stride(3) == 1)
+            and min(_rows_patches(c.kwargs["BLOCK_B"], C, patch) for c in _ROWS_CONFIGS) >= 1)
+
+
+def _launch(prev, nxt, patch, median, anomaly_map=None, scale=None, grad=None, config=None):
+    """Run the motion kernel once: `_motion_rows_kernel` for uint8 frames with contiguous rows,
+    else the strided `_motion_kernel`. Returns (raw [B, L] patch channel-means, pmax [B, L]
+    patch max over channels). H here is rounded up to whole patches (tail rows masked).
+    config: the rows kernel's meta-parameters, bypassing the autotuner (tests)."""
     B, C, H, W = _dims(prev)
     n_ph, n_pw = triton.cdiv(H, patch), triton.cdiv(W, patch)
     raw = torch.empty((B, n_ph * n_pw), device=prev.device, dtype=torch.float32)
@@ -230,6 +377,18 @@ def _launch(prev, nxt, patch, median, anomaly_map=None, scale=None, grad=None):
     sm = amap.stride() if anomaly else (0, 0, 0)
     cl = prev.dtype == torch.uint8  # uint8 frames (and their gradient) are channels-last
     sg = _bchw_strides(grad, cl) if grad is not None else (0, 0, 0, 0)
+    if _rows_path(prev, C, patch) and _rows_path(nxt, C, patch):
+        def grid(meta):
+            return (triton.cdiv(n_pw, _rows_patches(meta["BLOCK_B"], C, patch)), n_ph, B)
+
+        kernel = _motion_rows_kernel if config is None else _motion_rows_kernel.fn
+        kernel[grid](
+            prev, nxt, amap, scale if anomaly else raw, raw, pmax, out, H, W, n_pw,
+            n_ph * n_pw, sg[0], prev.stride(0), prev.stride(1), nxt.stride(0), nxt.stride(1), *sm,
+            C=C, P=patch, Q=math.gcd(patch * C, _HALO_BYTES),
+            PCF=1 << ((patch * C).bit_length() - 1),
+            MEDIAN=median, ANOMALY=anomaly, WRITE_GRAD=grad is not None, **(config or {}))
+        return raw, pmax
     grid = lambda meta: (triton.cdiv(n_pw, meta["BLOCK_PW"]), n_ph, B)  # noqa: E731
     _motion_kernel[grid](
         prev, nxt, amap, scale if anomaly else raw, raw, pmax, out, H, W, n_pw, n_ph * n_pw,

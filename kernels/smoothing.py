@@ -81,10 +81,13 @@ def temporal_weights(support: int, sigma: float, protocol: str) -> list[float]:
     return [norm * math.exp(-0.5 * ((k + 1 - c) / sigma) ** 2) for k in range(support)]
 
 
+_NON_FINITE = ("maps contain NaN or inf (or values so large that the filter overflows "
+               "float32): clean them before smoothing")
+
+
 def _check_finite_result(values: torch.Tensor) -> None:
     if not bool(torch.isfinite(values).all()):
-        raise ValueError("maps contain NaN or inf (or values so large that the filter "
-                         "overflows float32): clean them before smoothing")
+        raise ValueError(_NON_FINITE)
 
 
 # ----------------------------------------------------------------------------------------
@@ -190,115 +193,153 @@ def temporal_gaussian_reference(scores: torch.Tensor, lengths: torch.Tensor, sup
 # Triton: fused 3D filter + frame max
 # ----------------------------------------------------------------------------------------
 
+# Blocks BRH x BCH (halo included), frame-loop pipelining depth, warps: 8-16 values per thread
+# (116-166 registers on sm_90, no spills). The first is the interpreter's (autotune_configs).
+_FILTER_CONFIGS = [
+    triton.Config({"BRH": 32, "BCH": 64, "STAGES": 2}, num_warps=8),
+    triton.Config({"BRH": 32, "BCH": 64, "STAGES": 3}, num_warps=4),
+    triton.Config({"BRH": 64, "BCH": 64, "STAGES": 2}, num_warps=8),
+    triton.Config({"BRH": 32, "BCH": 128, "STAGES": 2}, num_warps=8),
+    triton.Config({"BRH": 64, "BCH": 128, "STAGES": 2}, num_warps=16),
+    triton.Config({"BRH": 16, "BCH": 128, "STAGES": 3}, num_warps=8),
+    triton.Config({"BRH": 16, "BCH": 64, "STAGES": 3}, num_warps=4),
+]
+
+
+def _fits(block: int, k: int) -> bool:
+    """A block is used along an axis only when at least half of it is output (halo k - 1)."""
+    return 2 * (k - 1) <= block
+
+
+def _prune_filter_configs(configs, named_args, **kwargs):
+    """The entries whose blocks fit the window and are, per axis, no larger than the whole map
+    plus halo needs (or the smallest that fits); else the first (the launcher avoids that)."""
+    a, axes = {**named_args, **kwargs}, (("BRH", "H", "KH"), ("BCH", "W", "KW"))
+    fit = [c for c in configs if all(_fits(c.kwargs[b], a[k]) for b, _, k in axes)]
+    top = {b: max(min(c.kwargs[b] for c in fit), triton.next_power_of_2(a[n] + a[k] - 1))
+           for b, n, k in axes} if fit else {}
+    return [c for c in fit if all(c.kwargs[b] <= top[b] for b in top)] or fit or configs[:1]
+
+
+@triton.jit
+def _shift(x, D: tl.constexpr, AXIS: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr):
+    # y[.., i, ..] = x[.., min(i + D, B - 1), ..] (tl.gather); the clamped tail feeds no output
+    if D == 0:
+        y = x
+    elif AXIS == 0:
+        i = tl.minimum(tl.arange(0, BR) + D, BR - 1)
+        y = tl.gather(x, tl.broadcast_to(i[:, None], (BR, BC)), 0)
+    else:
+        i = tl.minimum(tl.arange(0, BC) + D, BC - 1)
+        y = tl.gather(x, tl.broadcast_to(i[None, :], (BR, BC)), 1)
+    return y
+
+
+@triton.jit
+def _axis_pass(x, w_ptr, K: tl.constexpr, BOX: tl.constexpr, AXIS: tl.constexpr,
+               BR: tl.constexpr, BC: tl.constexpr):
+    # y[i] = sum_{d < K} w[d] x[i + d] along AXIS (exact where i + K - 1 < the block). Box (w = 1,
+    # K odd): doubling p_2m[i] = p_m[i] + p_m[i + m], y adds p_2^b at the set bits b of K (4
+    # shifted adds for K = 9, pairwise sums). Gaussian: K - 1 shifted weighted adds.
+    y = x
+    if BOX:
+        p = x
+        for b in tl.static_range(1, 16):  # windows up to 65535
+            if (1 << b) <= K:
+                p = p + _shift(p, 1 << (b - 1), AXIS, BR, BC)
+                if (K >> b) & 1:
+                    y = y + _shift(p, K & ((1 << b) - 1), AXIS, BR, BC)
+    elif K > 1:
+        y = x * tl.load(w_ptr)
+        for d in tl.static_range(1, K):
+            y += tl.load(w_ptr + d) * _shift(x, d, AXIS, BR, BC)
+    return y
+
 
 @triton.autotune(
-    configs=autotune_configs([
-        triton.Config({}, num_warps=4, num_stages=1),
-        triton.Config({}, num_warps=8, num_stages=1),
-        triton.Config({}, num_warps=2, num_stages=1),
-    ]),
-    key=["H", "W", "KT", "KH", "KW", "BRH", "BCH", "BOX_T"],
+    configs=autotune_configs(_FILTER_CONFIGS),
+    key=["H", "W", "KT", "KH", "KW", "BOX", "RUN"],
+    prune_configs_by={"early_config_prune": _prune_filter_configs},
+    restore_value=["out_ptr"],  # the tuner's trial runs leave the atomic maxima as found
 )
 @triton.jit
 def _filter_max_kernel(
     x_ptr,  # maps [N, H, W] float32 contiguous: the frames of all videos, packed along N
-    part_ptr,  # out [N, n_tiles] float32: per frame and tile, max of the filtered tile * scale
-    wt_ptr,  # [KT] float32 weights along frames (box: all 1; unused there: running sum)
-    wy_ptr,  # [KH] float32 weights along rows (box: all 1, the 1/size is in scale)
-    wx_ptr,  # [KW] float32 weights along columns (box: all 1)
-    cvs_ptr, cve_ptr,  # [n_chunks] int32: first, one-past-last frame (in N) of the chunk's video
-    ct0_ptr, ct1_ptr,  # [n_chunks] int32: the chunk's output frames [t0, t1) (indices in N)
-    H, W,  # map rows, columns
-    n_col_tiles,  # output tiles per tile row: cdiv(W, TC)
-    n_tiles,  # output tiles per frame: cdiv(H, TR) * n_col_tiles (the row stride of part)
-    scale,  # float: 1 / (KT * KH * KW) for the box (its weights are 1), 1.0 for the gaussian
+    out_ptr,  # out [N] float32, -inf on entry: atomic max over tiles of filtered frame * scale
+    flag_ptr,  # [1] int32, 0 on entry: a program that met NaN/inf (or overflow) stores 1
+    wt_ptr,  # [KT] float32 weights along frames (box: all 1; unused with RUN)
+    wy_ptr,  # [KH] float32 weights along rows (gaussian only; the box's are 1)
+    wx_ptr,  # [KW] float32 weights along columns (gaussian only)
+    tab_ptr,  # [n_chunks, 4] int32 per chunk: its video's frames [vs, ve), its outputs [t0, t1)
+    H,  # map rows
+    W,  # map columns
+    scale,  # float: 1 / (KT * KH * KW) for the box (its sums are unweighted), 1.0 for gaussian
     KT: tl.constexpr,  # window size along frames (odd; radius KT // 2)
     KH: tl.constexpr,  # window size along rows (odd)
     KW: tl.constexpr,  # window size along columns (odd)
-    BOX_T: tl.constexpr,  # box: temporal running sum (each frame read ~twice), else KT-tap sums
-    BRH: tl.constexpr,  # block rows incl. the KH - 1 halo (power of 2, >= 16): TR = BRH - KH + 1
-    BCH: tl.constexpr,  # block columns incl. the KW - 1 halo (same rule): TC = BCH - KW + 1
-    PREC: tl.constexpr  # tl.dot input_precision: "tf32x3" (default), "ieee" or "tf32"
+    BOX: tl.constexpr,  # True: box (unit weights, doubling sums), False: gaussian weights
+    RUN: tl.constexpr,  # True: temporal running sum (box, KT > 1), False: KT-tap weighted sum
+    BRH: tl.constexpr,  # autotuned: block rows incl. the KH - 1 halo (power of 2)
+    BCH: tl.constexpr,  # autotuned: block columns incl. the KW - 1 halo (power of 2)
+    STAGES: tl.constexpr  # autotuned: software-pipelining depth of the frame loop
 ):
-    # program pid -> (chunk, tile) = divmod(pid, n_tiles); tile -> (pid_r, pid_c), row-major.
-    # One program: one spatial tile (TR x TC output pixels, loaded with its halo as a
-    # BRH x BCH block) for a chunk [t0, t1) of consecutive output frames of one video
-    # [vs, ve). Temporal pass first on the raw block (running sum for the box, so each source
-    # frame is read about twice per program instead of KT times), then the two spatial passes
-    # as products with banded matrices (registers only), then the tile max.
-    pid = tl.program_id(0)
-    tile = pid % n_tiles
-    chunk = pid // n_tiles
-    pid_r = tile // n_col_tiles
-    pid_c = tile % n_col_tiles
-    vs = tl.load(cvs_ptr + chunk)
-    ve = tl.load(cve_ptr + chunk)
-    t0 = tl.load(ct0_ptr + chunk)
-    t1 = tl.load(ct1_ptr + chunk)
-
+    # program pid -> (chunk, tile) = divmod(pid, n_tiles), tile -> (row, column) row-major: TR x
+    # TC output pixels (a BRH x BCH block with the halo) for the chunk's frames [t0, t1). Per
+    # frame: temporal pass (running sum: + entering - leaving frame; or KT weighted loads), rows
+    # then columns as shifted adds in registers, one atomic max. Source frames/rows/columns are
+    # clamped (replicate borders): loads are in bounds, unmasked; the max is masked to outputs.
     TR: tl.constexpr = BRH - KH + 1
     TC: tl.constexpr = BCH - KW + 1
     RT: tl.constexpr = KT // 2
-    y0 = pid_r * TR
-    x0 = pid_c * TC
+    pid = tl.program_id(0)
+    n_col = (W + TC - 1) // TC
+    n_tiles = (H + TR - 1) // TR * n_col
+    tile = pid % n_tiles
+    chunk = pid // n_tiles
+    y0 = tile // n_col * TR
+    x0 = tile % n_col * TC
+    vs = tl.load(tab_ptr + 4 * chunk)
+    ve = tl.load(tab_ptr + 4 * chunk + 1)
+    t0 = tl.load(tab_ptr + 4 * chunk + 2)
+    t1 = tl.load(tab_ptr + 4 * chunk + 3)
     ri = tl.arange(0, BRH)
     ci = tl.arange(0, BCH)
-    # Clamped source rows/columns = replicate borders; every address is in bounds.
     rows = tl.minimum(tl.maximum(y0 - KH // 2 + ri, 0), H - 1)
     cols = tl.minimum(tl.maximum(x0 - KW // 2 + ci, 0), W - 1)
     offs = rows[:, None] * W + cols[None, :]
     hw = H * W  # (H, W may arrive as constexpr 1: keep the int64 casts on tensors below)
-
-    # Banded matrices: v = wy @ block (rows), o = v @ wx (columns); wy[i, j] = w_y[j - i].
-    dy = ri[None, :] - ri[:, None]
-    wy = tl.load(wy_ptr + dy, mask=(dy >= 0) & (dy < KH), other=0.0)
-    dx = ci[:, None] - ci[None, :]
-    wx = tl.load(wx_ptr + dx, mask=(dx >= 0) & (dx < KW), other=0.0)
     valid = ((ri < TR) & (y0 + ri < H))[:, None] & ((ci < TC) & (x0 + ci < W))[None, :]
 
     acc = tl.zeros((BRH, BCH), dtype=tl.float32)
-    if BOX_T:
-        for k in range(KT):
-            s = tl.minimum(tl.maximum(t0 + k - RT, vs), ve - 1)
+    nonfinite = tl.zeros((BRH, BCH), dtype=tl.float32)  # += o * 0: NaN once o was NaN/inf
+    if RUN:
+        # the window of frame t0 - 1; the loop slides it before each output frame
+        for k in tl.static_range(KT):
+            s = tl.minimum(tl.maximum(t0 - 1 - RT + k, vs), ve - 1)
             acc += tl.load(x_ptr + s.to(tl.int64) * hw + offs)
-    for dt in range(0, t1 - t0):
+    # pipelined: the running sum's two loads (the gaussian's KT loads are in flight anyway)
+    for dt in tl.range(0, t1 - t0, num_stages=STAGES if RUN else 1, disable_licm=True):
         t = t0 + dt  # a tensor both compiled and interpreted (for .to(int64) below)
-        if not BOX_T:
+        if RUN:
+            acc += (tl.load(x_ptr + tl.minimum(t + RT, ve - 1).to(tl.int64) * hw + offs)
+                    - tl.load(x_ptr + tl.maximum(t - 1 - RT, vs).to(tl.int64) * hw + offs))
+        else:
             acc = tl.zeros((BRH, BCH), dtype=tl.float32)
             for k in tl.static_range(KT):
                 s = tl.minimum(tl.maximum(t + k - RT, vs), ve - 1)
                 acc += tl.load(wt_ptr + k) * tl.load(x_ptr + s.to(tl.int64) * hw + offs)
-        v = tl.dot(wy, acc, input_precision=PREC)
-        o = tl.dot(v, wx, input_precision=PREC)
+        o = _axis_pass(_axis_pass(acc, wy_ptr, KH, BOX, 0, BRH, BCH), wx_ptr, KW, BOX, 1,
+                       BRH, BCH)
+        nonfinite += o * 0.0
         m = tl.max(tl.where(valid, o, float("-inf")), axis=None) * scale
-        # inf - inf and NaN - NaN are NaN: flag non-finite input explicitly (tl.max may drop
-        # NaN); the launcher raises on it.
-        bad = tl.max(tl.where(acc - acc == 0.0, 0.0, 1.0), axis=None)
-        m = tl.where(bad > 0.0, float("nan"), m)
-        tl.store(part_ptr + t.to(tl.int64) * n_tiles + tile, m)
-        if BOX_T:
-            # Slide the window: add the frame entering at t+1+RT, drop the one leaving.
-            s_in = tl.minimum(tl.maximum(t + 1 + RT, vs), ve - 1)
-            s_out = tl.minimum(tl.maximum(t - RT, vs), ve - 1)
-            acc += (tl.load(x_ptr + s_in.to(tl.int64) * hw + offs)
-                    - tl.load(x_ptr + s_out.to(tl.int64) * hw + offs))
-
-
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, int(n) - 1).bit_length()
-
-
-def _tile(n: int, k: int, default: int) -> int:
-    """Block size (power of two, >= 16 for tl.dot) along one spatial axis: the whole axis plus
-    halo when that fits in `default`, else `default` (or 2k for large windows)."""
-    need = n + k - 1
-    if need <= default:
-        return max(16, _next_pow2(need))
-    return max(default, _next_pow2(2 * k))
+        tl.atomic_max(out_ptr + t, m)
+    # One flag per program, one reduction: NaN/inf anywhere in the input reaches some o
+    # (every weight is > 0; tl.max alone may drop NaN), as does a float32 overflow.
+    tl.store(flag_ptr, 1, mask=~(tl.sum(nonfinite, axis=None) == 0.0))
 
 
 def _chunks(lengths: torch.Tensor, chunk: int, centre_only: bool):
-    """Per-program (video start, video end, t0, t1) tables, int32 on lengths' device."""
+    """Per-chunk video start, video end, t0, t1 (int64, on lengths' device)."""
     ends = torch.cumsum(lengths, 0)
     starts = ends - lengths
     if centre_only:
@@ -314,46 +355,46 @@ def _chunks(lengths: torch.Tensor, chunk: int, centre_only: bool):
 
 def filter_frame_max_triton(maps: torch.Tensor, lengths: torch.Tensor, window: Sequence[int],
                             kind: str = "box", centre_only: bool = False,
-                            tiles: tuple[int, int] | None = None, chunk: int | None = None,
-                            precision: str = "tf32x3") -> torch.Tensor:
+                            tiles: tuple[int, int] | None = None,
+                            chunk: int | None = None) -> torch.Tensor:
     """Triton launcher of the fused 3D filter + frame max; same contract as
-    `filter_frame_max_reference`. `tiles` (BRH, BCH) and `chunk` (frames per program) override
-    the heuristics; `precision` is tl.dot's input_precision ("tf32x3" keeps float32 accuracy,
-    "ieee" is exact FMA arithmetic, "tf32" is fastest at ~1e-4 relative error)."""
+    `filter_frame_max_reference` (NaN/inf: one check of the kernel's flag). `tiles` (BRH, BCH:
+    blocks incl. the halo, powers of 2) and `chunk` (frames per program) override the
+    autotuner and the heuristic."""
     check_triton_device(maps)
     x = maps.to(torch.float32).contiguous()
     n, h, w = x.shape
     kt, kh, kw = (int(k) for k in window)
     lengths = lengths.to(device=x.device, dtype=torch.int64)
-    n_out = lengths.numel() if centre_only else n
     if n == 0:
-        return x.new_empty(n_out)
-    # 64 x 64 blocks measured fastest on an H200 for 320x640 maps (bench variants).
-    brh, bch = tiles if tiles is not None else (_tile(h, kh, 64), _tile(w, kw, 64))
-    if brh < kh or bch < kw:
-        raise ValueError(f"tiles {brh}x{bch} smaller than the window {kh}x{kw}")
-    tr, tc = brh - kh + 1, bch - kw + 1
-    n_r, n_c = triton.cdiv(h, tr), triton.cdiv(w, tc)
-    n_tiles = n_r * n_c
+        return x.new_empty(lengths.numel() if centre_only else n)
     if chunk is None:
-        # Long chunks amortise the KT-frame warm-up of the running sum; short ones keep
-        # enough programs in flight when a frame is only a tile or two.
-        chunk = 64 if n_tiles >= 16 else 16
-    cvs, cve, ct0, ct1 = (t.to(torch.int32).contiguous() for t in _chunks(lengths, chunk,
-                                                                          centre_only))
+        # long chunks amortise the running sum's warm-up; short ones fill the GPU (few tiles)
+        chunk = 64 if triton.cdiv(h, 56) * triton.cdiv(w, 56) >= 16 else 16
+    tab = torch.stack(_chunks(lengths, chunk, centre_only), 1).to(torch.int32).contiguous()
     box = kind == "box"
     wt, wy, wx = (torch.tensor([1.0] * k if box else window_weights(k, kind),
                                dtype=torch.float32, device=x.device) for k in (kt, kh, kw))
-    scale = 1.0 / (kt * kh * kw) if box else 1.0
-    part = torch.empty((n, n_tiles), dtype=torch.float32, device=x.device)
-    grid = (cvs.numel() * n_tiles,)
-    _filter_max_kernel[grid](x, part, wt, wy, wx, cvs, cve, ct0, ct1, h, w, n_c, n_tiles,
-                             scale, KT=kt, KH=kh, KW=kw, BOX_T=box, BRH=brh, BCH=bch,
-                             PREC=precision)
-    rows = ct0.long() if centre_only else None
-    out = (part[rows] if rows is not None else part).amax(dim=1)
-    _check_finite_result(out)
-    return out
+    out = torch.full((n,), float("-inf"), dtype=torch.float32, device=x.device)
+    flag = torch.zeros(1, dtype=torch.int32, device=x.device)
+    kernel, meta = _filter_max_kernel, {}
+    if tiles is not None or not any(_fits(c.kwargs["BRH"], kh) and _fits(c.kwargs["BCH"], kw)
+                                    for c in _filter_max_kernel.configs):
+        # pinned blocks: the caller's, or (windows too wide for every entry) twice the halo
+        brh, bch = tiles or tuple(max(16, triton.next_power_of_2(2 * k)) for k in (kh, kw))
+        if brh < kh or bch < kw:
+            raise ValueError(f"tiles {brh}x{bch} smaller than the window {kh}x{kw}")
+        nw = min(16, max(1, brh * bch // 512))  # 16 values per thread, as in the list
+        kernel, meta = _filter_max_kernel.fn, {"BRH": brh, "BCH": bch, "STAGES": 2,
+                                               "num_warps": nw}
+    grid = lambda m: (tab.shape[0] * triton.cdiv(h, m["BRH"] - kh + 1)  # noqa: E731
+                      * triton.cdiv(w, m["BCH"] - kw + 1),)
+    kernel[grid](x, out, flag, wt, wy, wx, tab, h, w,
+                 1.0 / (kt * kh * kw) if box else 1.0, KT=kt, KH=kh, KW=kw, BOX=box,
+                 RUN=box and kt > 1 and not centre_only, **meta)
+    if bool(flag.item()):
+        raise ValueError(_NON_FINITE)
+    return out[tab[:, 2].long()] if centre_only else out
 
 
 # ----------------------------------------------------------------------------------------
@@ -415,9 +456,7 @@ def temporal_gaussian_triton(scores: torch.Tensor, lengths: torch.Tensor, suppor
     w = torch.tensor(temporal_weights(support, sigma, protocol), dtype=torch.float32,
                      device=s.device)
 
-    def grid(meta):
-        return (triton.cdiv(n, meta["BLOCK"]),)
-
+    grid = lambda meta: (triton.cdiv(n, meta["BLOCK"]),)  # noqa: E731
     _temporal_kernel[grid](s, out, w, fvs, fve, n, support, CENTERED=protocol == "centered")
     return out
 

@@ -1,5 +1,6 @@
-"""Motion gradients and token weights (SPEC §3): the Triton kernel (under the interpreter on the
-CPU), the torch reference, and an independent OpenCV/numpy pipeline must all agree."""
+"""Motion gradients and token weights (docs/design.md §3): the Triton kernels (under the
+interpreter on the CPU), the torch reference, and an independent OpenCV/numpy pipeline must all
+agree."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from aedfast.kernels import motion_gradient, motion_token_weights
 from aedfast.kernels.motion import (
+    _ROWS_CONFIGS,
+    _launch,
+    _rows_path,
     motion_gradient_reference,
     motion_gradient_triton,
     motion_token_weights_reference,
@@ -207,7 +211,7 @@ def test_single_patch(patch, dtype, device):
     check_weights(prev, nxt, patch, device, normalize=False, anomaly_map=amap)
 
 
-@pytest.mark.slow  # a minute under the interpreter; the GPU check's rehearsal leaves it out
+@pytest.mark.slow  # ~10 s under the interpreter; the GPU check's rehearsal leaves it out
 def test_avenue_full_size(device):
     """The avenue preset's frame: 320x640, patch 16, batch 1, through the Triton kernel."""
     prev, nxt = shape_frames(1, 320, 640, 3, seed=5, step=6)
@@ -216,6 +220,61 @@ def test_avenue_full_size(device):
     assert w.shape == (1, 800)
     assert w[0, 0] < 0.2 * w.max()  # the top-left patch is static background, far from shapes
     assert time.perf_counter() - t0 < 300
+
+
+@pytest.mark.parametrize("block_b", sorted({c.kwargs["BLOCK_B"] for c in _ROWS_CONFIGS}))
+def test_rows_kernel_every_config(block_b, device):
+    """Every row-segment width in the contiguous-uint8 kernel's autotune list (the interpreter's
+    autotuner keeps only the first entry; warps and stages do not change the numbers), at a
+    frame split into several row segments with a partial last one: weights (plain,
+    unnormalised, anomaly) = reference = OpenCV/numpy, gradient exact (with a partial patch
+    row), and the same numbers as the strided kernel on channels-first frames."""
+    B, H, W, patch = 1, 8, 90 * 8, 8
+    prev, nxt = random_frames(B, H, W, 3, seed=7)
+    prev, nxt = prev.to(device), nxt.to(device)
+    assert _rows_path(prev, 3, patch)
+    config = {"BLOCK_B": block_b, "STAGES": 2}
+    ref = motion_token_weights_reference(prev.cpu(), nxt.cpu(), patch, normalize=False)
+    want = torch.from_numpy(cv_weights(prev.cpu(), nxt.cpu(), patch, normalize=False))
+    raw, pmax = _launch(prev, nxt, patch, True, config=config)
+    assert torch.equal(raw.cpu(), ref)  # integer maxima: sums of three are exact
+    torch.testing.assert_close(raw.cpu().double(), want, rtol=RTOL, atol=0)
+    if block_b == _ROWS_CONFIGS[0].kwargs["BLOCK_B"]:  # strided kernel, channels-first storage
+        pf, nf = (x.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1) for x in (prev, nxt))
+        assert not _rows_path(pf, 3, patch)
+        raw_s, pmax_s = _launch(pf, nf, patch, True)
+        assert torch.equal(raw, raw_s) and torch.equal(pmax, pmax_s)
+    amap = blob_map(B, H, W, seed=3).to(device)
+    scale = pmax.amax(dim=1).clamp_min(128.0).contiguous()
+    raw_a, _ = _launch(prev, nxt, patch, True, amap, scale, config=config)
+    want_a = cv_weights(prev.cpu(), nxt.cpu(), patch, anomaly_map=amap.cpu(), normalize=False)
+    torch.testing.assert_close(raw_a.cpu().double(), torch.from_numpy(want_a), rtol=RTOL, atol=0)
+    for median in (True, False):
+        grad = torch.empty(prev.shape, device=device, dtype=torch.float32)
+        _launch(prev[:, :7], nxt[:, :7], 16, median, grad=grad[:, :7], config=config)
+        assert np.array_equal(grad[:, :7].cpu().numpy(), np.stack(
+            cv_gradient(prev[:, :7].cpu(), nxt[:, :7].cpu(), median)))
+
+
+def test_avenue_production_tile(device):
+    """The avenue preset's frame (320x640, patch 16, batch 1) through the contiguous-uint8
+    kernel at its production tile (BLOCK_B 1024: 20 patches, two row segments per patch row),
+    random frames (every branch of the median network): patch means and maxima equal the
+    reference and OpenCV/numpy exactly."""
+    config = dict(_ROWS_CONFIGS[0].kwargs)
+    assert config["BLOCK_B"] == 1024
+    prev, nxt = random_frames(1, 320, 640, 3, seed=11)
+    assert _rows_path(prev, 3, 16)
+    t0 = time.perf_counter()
+    raw, pmax = _launch(prev.to(device), nxt.to(device), 16, True, config=config)
+    elapsed = time.perf_counter() - t0
+    assert raw.shape == pmax.shape == (1, 800)
+    want = motion_token_weights_reference(prev, nxt, 16, normalize=False)
+    assert torch.equal(raw.cpu(), want)  # integer maxima: the channel means are exact
+    cv = np.stack(cv_gradient(prev, nxt)).reshape(1, 20, 16, 40, 16, 3).max(axis=(2, 4))
+    assert np.array_equal(raw.cpu().numpy(), (cv.sum(-1) / 3).astype(np.float32).reshape(1, 800))
+    assert np.array_equal(pmax.cpu().numpy(), cv.max(-1).reshape(1, 800))
+    assert elapsed < 60  # ~8 s of CPU under the interpreter
 
 
 def test_non_contiguous_inputs(device):

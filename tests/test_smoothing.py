@@ -1,6 +1,6 @@
 """Score smoothing: Triton kernels (interpreted on the CPU) and the torch reference against
-scipy.ndimage + numpy + an independent numpy version of SPEC §5's filter; streaming against
-offline; the pixel/token map function against numpy."""
+scipy.ndimage + numpy + an independent numpy version of docs/design.md §5's filter; streaming
+against offline; the pixel/token map function against numpy."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from aedfast.kernels.smoothing import (
 from aedfast.stream import StreamingSmoother
 
 ON_GPU = os.environ.get("AEDFAST_TEST_GPU", "0") == "1"
-# tl.dot runs as 3xTF32 on a GPU: float32 accuracy up to a few ulps of the sums.
+# GPU: FMA contraction and other summation orders than the interpreter's numpy (float32).
 TOL = {"rtol": 1e-4, "atol": 2e-5} if ON_GPU else {"rtol": 1e-5, "atol": 2e-6}
 
 # Ragged: a single-frame video, videos shorter than the filters, a longer one.
@@ -46,8 +46,8 @@ def np_filter_max(maps: np.ndarray, lengths, window, kind: str) -> np.ndarray:
 
 
 def np_official_filt(scores: np.ndarray, r: int, mu: float) -> np.ndarray:
-    """SPEC §5 written out: g over support 1..R-1, centre at index len//2 - 1, zero padding
-    of len(g)//2 and a 'valid' correlation."""
+    """docs/design.md §5 written out: g over support 1..R-1, centre at index len//2 - 1, zero
+    padding of len(g)//2 and a 'valid' correlation."""
     support = np.arange(1, r)
     c = support[len(support) // 2 - 1]
     g = np.exp(-0.5 * ((support - c) / mu) ** 2) / (mu * np.sqrt(2 * np.pi))
@@ -145,6 +145,84 @@ def test_filter_max_centre_only(device, kind):
     _close(filter_frame_max_reference(maps, ones, (1, 3, 5), kind, centre_only=True), want2)
     _close(filter_frame_max_triton(maps.to(device), ones.to(device), (1, 3, 5), kind,
                                    centre_only=True), want2)
+
+
+def _blocks() -> list[tuple[int, int]]:
+    """The distinct (BRH, BCH) blocks of the fused filter's autotune list."""
+    from aedfast.kernels.smoothing import _FILTER_CONFIGS
+
+    return sorted({(c.kwargs["BRH"], c.kwargs["BCH"]) for c in _FILTER_CONFIGS})
+
+
+def test_filter_autotune_pruning():
+    """What the autotuner may time (with more than one entry: on a GPU): blocks that leave at
+    least half for outputs and are no larger than the whole map needs (or the smallest)."""
+    from aedfast.kernels.smoothing import _FILTER_CONFIGS, _prune_filter_configs
+
+    def kept(h, w, k):
+        cfgs = _prune_filter_configs(_FILTER_CONFIGS, {"H": h, "W": w}, KT=k, KH=k, KW=k)
+        return sorted({(c.kwargs["BRH"], c.kwargs["BCH"]) for c in cfgs})
+
+    assert kept(20, 40, 9) == [(16, 64), (32, 64)]  # token maps: 28 x 48 with the halo
+    assert kept(320, 640, 9) == _blocks()
+    assert kept(320, 640, 17) == [(32, 64), (32, 128), (64, 64), (64, 128)]
+    assert kept(1, 1, 3) == [(16, 64)]  # the smallest block
+    assert kept(320, 640, 41) == [(32, 64)]  # none fits: the launcher pins its own block
+
+
+@pytest.mark.parametrize("tiles", _blocks(), ids=lambda t: f"{t[0]}x{t[1]}")
+def test_filter_max_triton_every_autotune_block(device, tiles):
+    # Whichever block the autotuner picks: row and column tiles of a 40 x 140 map, ragged
+    # edges, a chunk seam inside a video (the running sum restarts), a one-frame video.
+    lengths = [3, 1]
+    maps = random_maps(sum(lengths), 40, 140, seed=30)
+    lens = torch.tensor(lengths)
+    for kind, window in (("box", (3, 9, 9)), ("gaussian", (1, 5, 9))):
+        want = np_filter_max(maps.numpy(), lengths, window, kind)
+        _close(filter_frame_max_triton(maps.to(device), lens.to(device), window, kind,
+                                       tiles=tiles, chunk=2), want)
+
+
+@pytest.mark.parametrize("kind", ["box", "gaussian"])
+@pytest.mark.parametrize("size,tiles", [((20, 40), None), ((320, 640), (64, 128))],
+                         ids=["tokens_20x40", "pixels_320x640"])
+def test_filter_max_triton_production_shapes(device, kind, size, tiles):
+    """Avenue's map sizes at the production window 9x9x9: token maps through the autotuned
+    launcher (under the interpreter its first entry, the 32 x 64 block the pruning keeps for
+    them), pixel maps with a 64 x 128 block (56 x 120 outputs per tile, 6 x 6 tiles, ragged
+    last ones); few frames (interpreter time), two videos, against the reference and scipy."""
+    lengths = [2, 1] if size[0] > 100 else [5, 2]
+    g = torch.Generator().manual_seed(size[0])
+    maps = torch.rand(sum(lengths), *size, generator=g)  # anomaly maps are >= 0
+    lens = torch.tensor(lengths)
+    want = np_filter_max(maps.numpy(), lengths, (9, 9, 9), kind)
+    _close(filter_frame_max_reference(maps, lens, (9, 9, 9), kind), want)
+    _close(filter_frame_max_triton(maps.to(device), lens.to(device), (9, 9, 9), kind,
+                                   tiles=tiles), want)
+
+
+def test_filter_max_triton_window_wider_than_every_block(device):
+    # no autotune entry leaves half a block for outputs: the launcher pins a block itself
+    maps = random_maps(3, 30, 50, seed=31)
+    want = np_filter_max(maps.numpy(), [3], (3, 21, 35), "box")
+    _close(filter_frame_max_triton(maps.to(device), torch.tensor([3], device=device),
+                                   (3, 21, 35)), want)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the interpreter's numpy on inf
+@pytest.mark.parametrize("kind", ["box", "gaussian"])
+def test_filter_max_triton_flags_non_finite_in_any_tile(device, kind):
+    # one bad pixel in the last tile of the last chunk, and a float32 overflow of the box
+    maps = random_maps(7, 20, 70, seed=32)
+    maps[6, 19, 69] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        filter_frame_max_triton(maps.to(device), torch.tensor([2, 5], device=device),
+                                (3, 3, 5), kind, tiles=(16, 32), chunk=2)
+    if kind == "box":
+        huge = torch.full((3, 4, 4), 3e37)  # finite; its 27-term sums are not
+        with pytest.raises(ValueError, match="overflows"):
+            filter_frame_max_triton(huge.to(device), torch.tensor([3], device=device),
+                                    (3, 3, 3))
 
 
 # -- temporal Gaussian -------------------------------------------------------------------
