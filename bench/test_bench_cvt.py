@@ -1,6 +1,7 @@
-"""Benchmark: the fused CvT block (SPEC §2 step 4) and the whole model, backends triton vs
-torch (folded BatchNorm + SDPA) vs eager (the official op structure), and the Triton block vs
-torch.compile of its own torch reference (the "torch" backend's FusedBlock).
+"""Benchmark: the fused CvT block (docs/design.md §2 step 4) and the whole model, backends
+triton vs torch (folded BatchNorm + SDPA) vs eager (the official op structure), the Triton
+block vs torch.compile of its own torch reference (the "torch" backend's FusedBlock), and the
+q/k/v kernel alone vs its torch reference op.
 
 Shapes: the preset's blocks (AEDFAST_BENCH_PRESETS, default avenue; shanghaitech has the
 same ones). Encoder: width 256, 4 heads, 401 tokens (cls + the 20 x 20 shuffled grid of kept
@@ -237,6 +238,38 @@ def test_bench_cvt_block_compiled(part: str, batch: int, dtype: torch.dtype) -> 
            "rel_err_vs_compiled": err, "fused_tflops": block_flops(batch, T, D) / t_fast / 1e12,
            "bw_fraction": nbytes / t_fast / 1e9 / copy_bw,
            "compiled_bw_fraction": nbytes / t_comp / 1e9 / copy_bw, "copy_gbps": copy_bw,
+           **device_info(DEVICE)}
+    record("cvt", row)
+    print(row)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: DNAME[d])
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("part", list(BLOCKS))
+def test_bench_cvt_qkv(part: str, batch: int, dtype: torch.dtype) -> None:
+    """The q/k/v kernel alone (one program per token tile computes all three: each 3x3 gather
+    and its LN1 once) against the torch reference op on the same device, and its ideal
+    traffic (x read once, q/k/v written once, the weights read once) as a fraction of the
+    measured copy bandwidth."""
+    if not FAST:
+        pytest.skip("the Triton kernels are timed on a GPU (or in the GPU check's rehearsal)")
+    blk, x, h, w = _block_case(part, batch, dtype)
+    wts = [cvt.fold_block(blk)[n] for n in cvt.QKV_NAMES]
+    fns = {"triton": lambda: cvt.qkv_triton(x, *wts, h, w, True),
+           "torch": lambda: cvt.qkv_reference(x, *wts, h, w, True)}
+    with torch.no_grad(), fp32_math():
+        err = rel_err(fns["triton"](), fns["torch"]())
+        assert err <= TOL[dtype], f"qkv kernel differs from its reference: {err}"
+        ms = {k: time_fn(f, DEVICE, warmup=3, iters=30) * 1e3 for k, f in fns.items()}
+    T, D = x.shape[1], x.shape[2]
+    nbytes = 4 * x.numel() * x.element_size() + sum(t.numel() * t.element_size() for t in wts)
+    row = {"suite": "cvt", "case": "qkv", "preset": PRESET, "part": part, "batch": batch,
+           "dtype": DNAME[dtype], "D": D, "T": T, "grid": f"{h}x{w}",
+           "triton_ms": ms["triton"], "torch_ms": ms["torch"],
+           "speedup_vs_torch": ms["torch"] / ms["triton"], "rel_err_vs_torch": err,
+           "qkv_kernel_config": str(getattr(cvt._qkv_kernel, "best_config", "")),
+           "tflops": 2.0 * batch * T * 3 * D * D / (ms["triton"] / 1e3) / 1e12,
+           "bw_fraction": nbytes / (ms["triton"] / 1e3) / 1e9 / copy_bandwidth(DEVICE),
            **device_info(DEVICE)}
     record("cvt", row)
     print(row)

@@ -1,5 +1,5 @@
-"""Fused CvT block (docs/design.md §2 step 4): BatchNorm folding, Triton kernels, torch
-reference, ops.
+"""Fused CvT block (docs/design.md §2 step 4): Triton kernels, torch reference, ops (the
+BatchNorm folding lives in kernels/cvt_fold.py and is re-exported here).
 
 The official block is a chain of ~25 small ops. At inference it reduces to:
 
@@ -16,9 +16,9 @@ which runs as two custom ops around torch's scaled_dot_product_attention (flash 
 backends):
 - `aedfast::cvt_qkv`: LN1 + three depthwise 3x3 convs on the caller's h x w token grid (the
   encoder's shuffled grid or the decoder's true grid, docs/design.md §2 step 3) + cls
-  pass-through + the
-  three projections, written as [3, B, T, D]; q/k/v are then free views [B, H, T, D/H] (the
-  [B, T, H, d] memory order is flash attention's native layout).
+  pass-through + the three projections, all in one program per token tile (each gather and
+  its LN1 done once for q, k and v), written as [3, B, T, D]; q/k/v are then free views
+  [B, H, T, D/H] (the [B, T, H, d] memory order is flash attention's native layout).
 - `aedfast::cvt_out_mlp`: reads the attention output in its [B, H, T, d] layout (heads merged
   by addressing), output projection + residual, LN2, the whole MLP (the hidden activations
   stay on chip) + residual + the cls-row rule.
@@ -49,6 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._triton import HAS_TRITON, INTERPRET, autotune_configs, check_triton_device, tl, triton
+from .cvt_fold import MLP_NAMES, QKV_NAMES, WEIGHT_NAMES, fold_block, fold_conv_bn
 
 __all__ = [
     "FusedBlock", "WEIGHT_NAMES", "cvt_block", "cvt_out_mlp", "cvt_qkv", "fold_block",
@@ -56,61 +57,6 @@ __all__ = [
 ]
 
 LN_EPS = 1e-6  # every LayerNorm of the model (docs/design.md §2)
-QKV_NAMES = ("ln1_w", "ln1_b", "conv_w", "conv_b", "qkv_w", "qkv_b")
-MLP_NAMES = ("proj_w", "proj_b", "ln2_w", "ln2_b", "fc1_w", "fc1_b", "fc2_w", "fc2_b")
-WEIGHT_NAMES = QKV_NAMES + MLP_NAMES
-
-# ----------------------------------------------------------------------------- folding
-
-
-def fold_conv_bn(conv_weight: torch.Tensor, bn_weight: torch.Tensor, bn_bias: torch.Tensor,
-                 running_mean: torch.Tensor, running_var: torch.Tensor, eps: float = 1e-5
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Depthwise conv [D, 1, 3, 3] (no bias) followed by eval-mode BatchNorm -> one conv.
-
-    BN(conv(g)) = conv(g) * s + (beta - mu * s) with s = gamma / sqrt(var + eps), per channel;
-    computed in float64, returned in float32: (weight [D, 3, 3], bias [D]).
-    """
-    s = bn_weight.double() / torch.sqrt(running_var.double() + eps)
-    weight = conv_weight.double()[:, 0] * s[:, None, None]
-    bias = bn_bias.double() - running_mean.double() * s
-    return weight.float(), bias.float()
-
-
-def fold_block(block: nn.Module) -> dict[str, torch.Tensor]:
-    """The folded, re-laid-out weights of an aedfast.model.Block (official structure), in the
-    block's dtype and device. Layouts (D = width, Hd = MLP hidden width):
-
-    ln1_w, ln1_b, ln2_w, ln2_b [D]; conv_w [D, 3, 9] (channel, q/k/v, tap dy*3+dx), which is
-    also the grouped-conv weight [3D, 1, 3, 3] of output channel 3c + j; conv_b [D, 3];
-    qkv_w [3, D, D] and qkv_b [3, D] (proj_q, proj_k, proj_v, nn.Linear layout);
-    proj_w [D, D], proj_b [D]; fc1_w [Hd, D], fc1_b [Hd]; fc2_w [D, Hd], fc2_b [D].
-    """
-    attn, mlp = block.attn, block.mlp
-    ref = attn.proj_q.weight
-    convs = [attn.conv_proj_q, attn.conv_proj_k, attn.conv_proj_v]
-    folded = [fold_conv_bn(c.conv.weight, c.bn.weight, c.bn.bias, c.bn.running_mean,
-                           c.bn.running_var, c.bn.eps) for c in convs]
-    for c in convs:
-        if c.bn.running_mean is None or c.conv.bias is not None:
-            raise ValueError("expected depthwise convs without bias and BatchNorms with "
-                             "running statistics (the official CvT projection)")
-    D = ref.shape[0]
-    fc1, fc2 = mlp.net[0], mlp.net[3]
-    w = {
-        "ln1_w": block.norm1.weight, "ln1_b": block.norm1.bias,
-        "conv_w": torch.stack([f[0].reshape(D, 9) for f in folded], dim=1),
-        "conv_b": torch.stack([f[1] for f in folded], dim=1),
-        "qkv_w": torch.stack([attn.proj_q.weight, attn.proj_k.weight, attn.proj_v.weight]),
-        "qkv_b": torch.stack([attn.proj_q.bias, attn.proj_k.bias, attn.proj_v.bias]),
-        "proj_w": attn.proj.weight, "proj_b": attn.proj.bias,
-        "ln2_w": block.norm2.weight, "ln2_b": block.norm2.bias,
-        "fc1_w": fc1.weight.reshape(fc1.weight.shape[0], -1), "fc1_b": fc1.bias,
-        "fc2_w": fc2.weight.reshape(fc2.weight.shape[0], -1), "fc2_b": fc2.bias,
-    }
-    return {k: v.detach().to(device=ref.device, dtype=ref.dtype).contiguous()
-            for k, v in w.items()}
-
 
 # ----------------------------------------------------------------------------- Triton kernels
 
@@ -137,15 +83,39 @@ def _dot_operand(v, dtype: tl.constexpr, NATIVE: tl.constexpr):
     return v
 
 
+@triton.jit
+def _project(s, w, bias, o, t, t_ok, ch, cm, D, dt: tl.constexpr, NATIVE_DOT: tl.constexpr,
+             DOT_PREC: tl.constexpr, DP: tl.constexpr, BLOCK_N: tl.constexpr):
+    """o[t, n] = s @ W^T + bias for one of q, k, v: s [BLOCK_T, DP] (dot operand, padded
+    columns 0), W [D, D] in nn.Linear layout at w, bias [D] at bias, o = the [T, D] output
+    plane (row stride D). Its BLOCK_N-column slices of W^T [DP, BLOCK_N] are read straight
+    from W (no transposed copy); every load and store is masked to the D x D / T x D edges."""
+    for n0 in tl.static_range(0, DP, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        nm = n < D
+        wt = tl.load(w + n[None, :] * D + ch[:, None], mask=cm[:, None] & nm[None, :], other=0.0)
+        res = tl.dot(s, _dot_operand(wt, dt, NATIVE_DOT), input_precision=DOT_PREC)
+        res += tl.load(bias + n, mask=nm, other=0.0).to(tl.float32)[None, :]
+        tl.store(o + t[:, None] * D + n[None, :], res.to(dt), mask=t_ok[:, None] & nm[None, :])
+
+
+QKV_CONFIGS = [  # _qkv_kernel's autotune list, whole (tests pin each entry)
+    # Registers. Live through the 9 taps: three fp32 [BLOCK_T, DP] conv accumulators (q, k,
+    # v) + the gathered tile and its LayerNorm output, i.e. 5 fp32 tiles: per thread
+    # 5 * BLOCK_T * DP / (32 * num_warps) registers = 160 at D = 256 for 32 tokens on 8 warps
+    # or 16 on 4 (under the 255 limit, room left for addresses); then across the dots the
+    # three s_j (half that in 16-bit) + a [BLOCK_T, BLOCK_N] fp32 result. 64 tokens on 8
+    # warps (320) would spill at D = 256: it is there for the decoder's D = 128 (160).
+    # BLOCK_T >= 16: tl.dot's smallest M. The interpreter runs the first entry only.
+    triton.Config({"BLOCK_T": 32, "BLOCK_N": 64}, num_warps=8),
+    triton.Config({"BLOCK_T": 16, "BLOCK_N": 64}, num_warps=4),
+    triton.Config({"BLOCK_T": 32, "BLOCK_N": 128}, num_warps=8),
+    triton.Config({"BLOCK_T": 64, "BLOCK_N": 64}, num_warps=8),
+]
+
+
 @triton.autotune(
-    configs=autotune_configs([
-        # a [BLOCK_T, D] fp32 accumulator + one gathered tile live through the taps: 64 tokens
-        # of D = 256 want 8 warps; smaller tiles trade weight re-reads for occupancy
-        triton.Config({"BLOCK_T": 64, "BLOCK_N": 64}, num_warps=8),
-        triton.Config({"BLOCK_T": 32, "BLOCK_N": 64}, num_warps=4),
-        triton.Config({"BLOCK_T": 64, "BLOCK_N": 128}, num_warps=8),
-        triton.Config({"BLOCK_T": 128, "BLOCK_N": 64}, num_warps=8),
-    ]),
+    configs=autotune_configs(QKV_CONFIGS),
     key=["B", "T", "D", "HAS_CLS", "DOT_PREC"],
 )
 @triton.jit(do_not_specialize=["B", "T", "GH", "GW"])  # one compile per width, not per shape
@@ -153,28 +123,32 @@ def _qkv_kernel(
     x,  # [B, T, D] activations, fp32/bf16/fp16, unit channel stride (batch/token: sxb, sxt)
     ln_w, ln_b,  # LN1 gamma, beta: [D]
     conv_w, conv_b,  # BN-folded dwconvs: [D, 3, 9] (channel, q/k/v, tap dy*3+dx); bias [D, 3]
-    qkv_w, qkv_b,  # W_q, W_k, W_v: [3, D, D] (nn.Linear [out, in]); biases [3, D]
+    qkv_w, qkv_b,  # W_q, W_k, W_v stacked: [3, D, D] = [3D, D] (nn.Linear [out, in]); [3, D]
     out,  # [3, B, T, D] contiguous, x's dtype: q, k, v (written here)
     B, T, D, GH, GW,  # images, tokens (HAS_CLS + GH*GW), width; token grid rows, cols (h, w)
     sxb, sxt,  # x's batch and token strides, in elements
-    HAS_CLS: tl.constexpr, DP: tl.constexpr,  # 1: token 0 is cls (LN1 only); D padded: 2^k >= 16
-    NATIVE_DOT: tl.constexpr, DOT_PREC: tl.constexpr,  # False in interpreter; fp32: tf32x3/tf32
-    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,  # autotuned: tokens/program, out cols per dot
+    HAS_CLS: tl.constexpr,  # 1: token 0 is the cls row (LN1 only, no conv), 0: no cls row
+    DP: tl.constexpr,  # D padded to a power of 2 >= 16 (the channel tile; masked to D)
+    NATIVE_DOT: tl.constexpr,  # False under the interpreter (16-bit dots emulated in fp32)
+    DOT_PREC: tl.constexpr,  # tl.dot input precision for fp32 operands: "tf32x3" or "tf32"
+    BLOCK_T: tl.constexpr,  # autotuned: tokens per program (tl.dot M)
+    BLOCK_N: tl.constexpr,  # autotuned: output columns per tl.dot (N), per projection
 ):
-    """One program = BLOCK_T consecutive tokens of one image, for one of q, k, v (grid axis 1):
-    a single [BLOCK_T, D] conv accumulator keeps registers low enough for D = 256 tiles.
+    """One program = BLOCK_T consecutive tokens of one image, all three of q, k, v.
 
     The 3x3 neighbours of the tile's tokens are gathered from x (nearby rows of the same
     image: after the first tap they come from L1/L2, so x is read ~once from DRAM) and
-    LayerNorm-ed on the fly: each gathered row is whole in registers, so LN1 costs two row
-    reductions per tap and no normalised copy of x is written and re-read. Zero padding is
-    applied after LN1, as the official conv pads the normalised grid. The cls row (token 0 when
-    HAS_CLS) takes its own LN1 row unconvolved. The projection is then a tensor-core tl.dot
-    with W_j^T in BLOCK_N-column slices, stored straight into out[j] ([3, B, T, D])."""
-    # program (pid_t, j, b) -> tokens pid_t*BLOCK_T .. +BLOCK_T-1 of image b, projection j
+    LayerNorm-ed on the fly, once per tap for all three projections: each gathered row is
+    whole in registers, so LN1 costs two row reductions per tap and no normalised copy of x is
+    written and re-read. Each tap then feeds three depthwise-conv accumulators (q, k, v).
+    Zero padding is applied after LN1, as the official conv pads the normalised grid. The cls
+    row (token 0 when HAS_CLS) takes its own LN1 row unconvolved. The projection is the
+    [BLOCK_T, 3D] x blockdiag(W_q^T, W_k^T, W_v^T) product, i.e. the stacked W^T [D, 3D] in
+    BLOCK_N-column slices, slice by slice against the s_j its columns belong to, as
+    tensor-core tl.dots stored straight into out[j] ([3, B, T, D])."""
+    # program (pid_t, b) -> tokens pid_t*BLOCK_T .. +BLOCK_T-1 of image b, q, k and v
     pid_t = tl.program_id(0)
-    j = tl.program_id(1).to(tl.int64)  # 0 = q, 1 = k, 2 = v
-    b = tl.program_id(2).to(tl.int64)
+    b = tl.program_id(1).to(tl.int64)
     dt = x.dtype.element_ty
     t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
     ch = tl.arange(0, DP)  # D padded to a power of 2
@@ -187,7 +161,9 @@ def _qkv_kernel(
     gamma = tl.load(ln_w + ch, mask=cm, other=0.0).to(tl.float32)
     beta = tl.load(ln_b + ch, mask=cm, other=0.0).to(tl.float32)
     xb = x + b * sxb
-    acc = tl.zeros([BLOCK_T, DP], dtype=tl.float32)
+    acc_q = tl.zeros([BLOCK_T, DP], dtype=tl.float32)
+    acc_k = tl.zeros([BLOCK_T, DP], dtype=tl.float32)
+    acc_v = tl.zeros([BLOCK_T, DP], dtype=tl.float32)
     for tap in tl.static_range(9):
         dy, dx = tap // 3 - 1, tap % 3 - 1
         rr, cc = r + dy, c + dx
@@ -199,24 +175,34 @@ def _qkv_kernel(
         v = tl.load(xb + nt[:, None] * sxt + ch[None, :], mask=ok[:, None] & cm[None, :],
                     other=0.0).to(tl.float32)
         xn = tl.where(ok[:, None], _layernorm_rows(v, cm, gamma, beta, D, 1e-6), 0.0)
-        wk = tl.load(conv_w + ch * 27 + j * 9 + tap, mask=cm, other=0.0).to(tl.float32)
+        wq = tl.load(conv_w + ch * 27 + tap, mask=cm, other=0.0).to(tl.float32)
+        wk = tl.load(conv_w + ch * 27 + 9 + tap, mask=cm, other=0.0).to(tl.float32)
+        wv = tl.load(conv_w + ch * 27 + 18 + tap, mask=cm, other=0.0).to(tl.float32)
         if tap == 4:  # the cls row (p < 0) takes its LN1 row as is: weight 1, no bias
-            acc += xn * tl.where((p < 0)[:, None], 1.0, wk[None, :])
+            is_cls = (p < 0)[:, None]
+            acc_q += xn * tl.where(is_cls, 1.0, wq[None, :])
+            acc_k += xn * tl.where(is_cls, 1.0, wk[None, :])
+            acc_v += xn * tl.where(is_cls, 1.0, wv[None, :])
         else:  # (no other tap reaches the cls row: `ok` is false there)
-            acc += xn * wk[None, :]
-    cb = tl.load(conv_b + ch * 3 + j, mask=cm, other=0.0).to(tl.float32)
-    seq = acc + tl.where((p >= 0)[:, None], cb[None, :], 0.0)
-    a = _dot_operand(seq, dt, NATIVE_DOT)
-    wb = qkv_w + j * D * D
-    ob = out + (j * B + b) * T * D
-    for n0 in tl.static_range(0, DP, BLOCK_N):
-        n = n0 + tl.arange(0, BLOCK_N)
-        nm = n < D
-        # W_j^T slice [DP, BLOCK_N] read from W_j [D_out, D_in] (nn.Linear layout): no copy
-        wt = tl.load(wb + n[None, :] * D + ch[:, None], mask=cm[:, None] & nm[None, :], other=0.0)
-        res = tl.dot(a, _dot_operand(wt, dt, NATIVE_DOT), input_precision=DOT_PREC)
-        res += tl.load(qkv_b + j * D + n, mask=nm, other=0.0).to(tl.float32)[None, :]
-        tl.store(ob + t[:, None] * D + n[None, :], res.to(dt), mask=t_ok[:, None] & nm[None, :])
+            acc_q += xn * wq[None, :]
+            acc_k += xn * wk[None, :]
+            acc_v += xn * wv[None, :]
+    on = tl.where(p >= 0, 1.0, 0.0)[:, None]  # the conv bias: grid rows only, not the cls row
+    cb = conv_b + ch * 3  # conv_b [D, 3]: channel ch's q, k, v biases
+    s_q = acc_q + on * tl.load(cb, mask=cm, other=0.0).to(tl.float32)[None, :]
+    s_k = acc_k + on * tl.load(cb + 1, mask=cm, other=0.0).to(tl.float32)[None, :]
+    s_v = acc_v + on * tl.load(cb + 2, mask=cm, other=0.0).to(tl.float32)[None, :]
+    # the activation dtype before the dots: in 16-bit, halves what stays live across them
+    a_q = _dot_operand(s_q, dt, NATIVE_DOT)
+    a_k = _dot_operand(s_k, dt, NATIVE_DOT)
+    a_v = _dot_operand(s_v, dt, NATIVE_DOT)
+    plane = T * D  # one [T, D] image of one projection in out; out[j, b] at (j*B + b)*plane
+    _project(a_q, qkv_w, qkv_b, out + b * plane, t, t_ok, ch, cm, D, dt, NATIVE_DOT, DOT_PREC,
+             DP, BLOCK_N)
+    _project(a_k, qkv_w + D * D, qkv_b + D, out + (B + b) * plane, t, t_ok, ch, cm, D, dt,
+             NATIVE_DOT, DOT_PREC, DP, BLOCK_N)
+    _project(a_v, qkv_w + 2 * D * D, qkv_b + 2 * D, out + (2 * B + b) * plane, t, t_ok, ch, cm,
+             D, dt, NATIVE_DOT, DOT_PREC, DP, BLOCK_N)
 
 
 @triton.autotune(
@@ -332,7 +318,7 @@ def qkv_triton(x: torch.Tensor, ln1_w: torch.Tensor, ln1_b: torch.Tensor, conv_w
     B, T, D = x.shape
     ws = [t.contiguous() for t in (ln1_w, ln1_b, conv_w, conv_b, qkv_w, qkv_b)]
     out = torch.empty((3, B, T, D), device=x.device, dtype=x.dtype)
-    grid = lambda meta: (triton.cdiv(T, meta["BLOCK_T"]), 3, B)  # noqa: E731
+    grid = lambda meta: (triton.cdiv(T, meta["BLOCK_T"]), B)  # noqa: E731
     _qkv_kernel[grid](
         x, *ws, out, B, T, D, h, w, x.stride(0), x.stride(1),
         HAS_CLS=int(has_cls), DP=max(16, triton.next_power_of_2(D)), NATIVE_DOT=not INTERPRET,

@@ -1,7 +1,8 @@
-"""Fused CvT block (SPEC §2 step 4): BatchNorm folding, the two Triton kernels (interpreted on
-the CPU) against their torch reference and against the unfolded official-structure modules
-(aedfast.model.Block) and the float64 literal reference (tests/reference_aed.py); the whole
-model on backends "torch" and "triton" against "eager"; torch.compile."""
+"""Fused CvT block (docs/design.md §2 step 4): BatchNorm folding, the two Triton kernels
+(interpreted on the CPU) against their torch reference and against the unfolded
+official-structure modules (aedfast.model.Block) and the float64 literal reference
+(tests/reference_aed.py), at small odd shapes and at the avenue preset's real block sizes; the
+whole model on backends "torch" and "triton" against "eager"; torch.compile."""
 
 from __future__ import annotations
 
@@ -163,6 +164,65 @@ def test_qkv_kernel(device, D, heads, grid, has_cls, dtype):
     assert rel_err(reference, truth) <= TOL[dtype]
     if dtype == torch.float32:
         assert rel_err(got.cpu(), reference) <= FP32_TOL
+
+
+def preset_blocks() -> list[tuple[int, int, int, int]]:
+    """(D, heads, h, w) of the avenue preset's blocks (shanghaitech's are the same): the
+    encoder, D 256 on the kept 20 x 20 grid (T 401), and the decoder, D 128 on 20 x 40 (801)."""
+    cfg = get_preset("avenue")
+    return [(cfg.embed_dim, cfg.num_heads, *encoder_grid(cfg.grid, cfg.mask_ratio)),
+            (cfg.decoder_embed_dim, cfg.decoder_num_heads, *cfg.grid)]
+
+
+def check_qkv_at(device, D, heads, h, w, dtype):
+    """qkv_triton at batch 1 on an h x w grid with the cls row: against the float32 torch
+    reference of the same (rounded) inputs and the float64 eager truth."""
+    blk = make_block(D, heads, seed=D + h)
+    x = tokens(1, 1 + h * w, D, seed=w).to(dtype)
+    args = [cvt.fold_block(blk.to(dtype))[n] for n in cvt.QKV_NAMES]
+    got = cvt.qkv_triton(x.to(device), *(a.to(device) for a in args), h, w, True).cpu()
+    assert got.shape == (3, 1, 1 + h * w, D) and got.dtype == dtype
+    reference = cvt.qkv_reference(x.float(), *(a.float() for a in args), h, w, True)
+    with torch.no_grad():
+        truth = eager_qkv(make_block(D, heads, seed=D + h, dtype=torch.float64), x.double(),
+                          h, w, True)
+    assert rel_err(got, reference) <= TOL[dtype]
+    assert rel_err(got, truth) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("D,heads,h,w", [
+    pytest.param(*preset_blocks()[0], id="encoder"),  # ~3 s of CPU per dtype interpreted
+    pytest.param(*preset_blocks()[1], id="decoder", marks=pytest.mark.slow),  # ~5 s
+])
+def test_qkv_kernel_at_preset_sizes(device, D, heads, h, w, dtype):
+    """The preset's real blocks at batch 1 (interpreted on the CPU: the autotune list's first
+    entry, 32 tokens x 64 columns: the production tile at D = 256, and a partial last tile at
+    T = 401 and 801)."""
+    check_qkv_at(device, D, heads, h, w, dtype)
+
+
+@pytest.mark.slow  # ~3 s of CPU per entry interpreted
+@pytest.mark.parametrize("cfg", range(1, len(cvt.QKV_CONFIGS)))  # entry 0: the test above
+def test_qkv_kernel_every_tile_config(device, cfg):
+    """Each other entry of _qkv_kernel's autotune list pinned alone (the autotuner may pick
+    any of them) at the encoder's real width and grid, float32, batch 1. On a GPU an entry
+    that does not fit (shared memory) is skipped: the autotuner skips it too."""
+    from triton.runtime.errors import OutOfResources
+
+    kernel = cvt._qkv_kernel
+    configs, cache = kernel.configs, dict(kernel.cache)
+    kernel.configs = [cvt.QKV_CONFIGS[cfg]]
+    kernel.cache.clear()
+    try:
+        D, heads, h, w = preset_blocks()[0]
+        check_qkv_at(device, D, heads, h, w, torch.float32)
+    except OutOfResources as e:
+        pytest.skip(f"{cvt.QKV_CONFIGS[cfg]} does not fit this GPU: {e}")
+    finally:
+        kernel.configs = configs
+        kernel.cache.clear()
+        kernel.cache.update(cache)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -337,14 +397,6 @@ def test_bad_input_errors():
 
 
 # ----------------------------------------------------------------------------- preset sizes (CUDA)
-
-
-def preset_blocks() -> list[tuple[int, int, int, int]]:
-    """(D, heads, h, w) of the avenue preset's blocks (shanghaitech's are the same): the
-    encoder, D 256 on the kept 20 x 20 grid (T 401), and the decoder, D 128 on 20 x 40 (801)."""
-    cfg = get_preset("avenue")
-    return [(cfg.embed_dim, cfg.num_heads, *encoder_grid(cfg.grid, cfg.mask_ratio)),
-            (cfg.decoder_embed_dim, cfg.decoder_num_heads, *cfg.grid)]
 
 
 @pytest.mark.gpu  # CUDA-only (no `device` fixture): tests/conftest.py skips it elsewhere
