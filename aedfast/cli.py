@@ -56,7 +56,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         info["triton"] = triton.__version__
     if torch.cuda.is_available():
         info["device"] = torch.cuda.get_device_name(0)
-        info["backend"] = "triton" if HAS_TRITON else "torch"
+        # "auto": per part the faster of triton and torch, measured (aedfast.backend_choice)
+        info["backend"] = "auto (triton or torch, measured)" if HAS_TRITON else "torch"
     else:
         info["backend"] = "torch"
     lines = [f"{k:16s} {v}" for k, v in info.items()]
