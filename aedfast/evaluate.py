@@ -4,6 +4,10 @@
 Detector and applies aedfast.metrics. Protocol "paper": pixel maps, 3D smoothing, frame
 max, temporal Gaussian (docs/design.md §1); "official": the official token-mean frame scores and
 docs/design.md §5's filter (checkpoints of the official implementation give its numbers).
+
+Memory does not grow with the data set: each video's maps go, frame by frame, into the
+streaming accumulators `metrics.PixelAUC` and `metrics.DetectionAccumulator` and are dropped
+before the next video (docs/design.md §5); what is kept per video is its frame scores.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -19,19 +22,32 @@ from . import metrics, report
 
 
 def _source(video):
-    """What Detector.score_video reads best: the file of a video file, else its frames."""
+    """What Detector.score_video reads best, past the video object's frame cache (which would
+    otherwise keep frames of every video scored): the file of a video file, the folder of a
+    frame-folder video when it lists exactly the video's frames (`list_frame_files`, the one
+    lister), else its frames."""
+    from .frames import list_frame_files
+
     path = getattr(video, "path", None)
     if path is not None and Path(path).is_file():
         return str(path)
+    paths = getattr(video, "paths", None)
+    if paths and list_frame_files(Path(paths[0]).parent) == [Path(p) for p in paths]:
+        return str(Path(paths[0]).parent)
     return video.frames()
 
 
-def _resize_maps(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """[T, h, w] -> [T, H, W] (bilinear), so maps line up with ground-truth masks."""
-    if maps.shape[1:] == tuple(shape):
-        return maps
-    H, W = shape
-    return np.stack([cv2.resize(m, (W, H), interpolation=cv2.INTER_LINEAR) for m in maps])
+def _localize(pixels: metrics.PixelAUC, regions: metrics.DetectionAccumulator,
+              maps: np.ndarray, masks) -> None:
+    """Feed one video into the accumulators frame by frame: maps float32 [T, h, w], masks a
+    sequence of bool [H, W] (e.g. the lazy ``video.masks``); maps are resized to the masks' size
+    one frame at a time. Nothing of the video is kept after the return (the frames are views
+    of `maps`: a loop variable left behind would keep all of it)."""
+    regions.start_video(maps)
+    for m, k in metrics.frame_pairs(maps, masks):
+        pixels.add_frame(m, k)
+        regions.add_frame(m, k)
+    regions.end_video()
 
 
 def evaluate(detector_or_checkpoint, dataset, *, protocol: str = "paper",
@@ -44,8 +60,12 @@ def evaluate(detector_or_checkpoint, dataset, *, protocol: str = "paper",
     dataset: the object aedfast.data.open_dataset returns.
     plots: folder for one score plot per video (ground-truth intervals shaded).
     overlay: folder for overlay videos (anomaly heat map over the frames), paper protocol.
-    localization: compute pixel AUC, RBDC and TBDC where the data set has pixel masks.
-    Returns a dict with micro_auc, macro_auc, pixel_auc, rbdc, tbdc, fps, frames, per_video.
+    localization: compute pixel AUC, RBDC and TBDC where the data set has pixel masks, streamed
+        video by video: pixel AUC from `metrics.PixelAUC` (all pixels; within
+        pixel_auc_error_bound of the exact value), RBDC / TBDC from `metrics.DetectionAccumulator`
+        with its default thresholds (from the first video with masks, extended upwards).
+    Returns a dict with micro_auc, macro_auc, pixel_auc, pixel_auc_error_bound, rbdc, tbdc, fps,
+    frames, per_video.
     """
     from .detector import Detector
 
@@ -61,7 +81,9 @@ def evaluate(detector_or_checkpoint, dataset, *, protocol: str = "paper",
     if not videos:
         raise ValueError(f"{dataset.root}: no labelled test videos to evaluate")
     want_maps = protocol == "paper" and (localization or overlay is not None)
-    scores, labels, names, all_maps, all_masks = [], [], [], [], []
+    scores, labels, names = [], [], []
+    pixels, regions = metrics.PixelAUC(), metrics.DetectionAccumulator()
+    located = False
     frames = seconds = 0.0
     bar = tqdm(videos, desc="eval", unit="video", disable=not progress)
     for v in bar:
@@ -75,9 +97,8 @@ def evaluate(detector_or_checkpoint, dataset, *, protocol: str = "paper",
         frames += res.frames
         seconds += res.seconds
         if localization and has_masks and res.maps is not None:
-            masks = np.stack([v.mask(i) for i in range(len(v))])
-            all_maps.append(_resize_maps(res.maps.astype(np.float32), masks.shape[1:]))
-            all_masks.append(masks)
+            _localize(pixels, regions, res.maps, v.masks)
+            located = True
         if plots:
             report.plot_scores(Path(plots) / f"{v.name}.png", scores[-1], labels[-1],
                                title=f"{v.name} ({protocol})")
@@ -85,6 +106,9 @@ def evaluate(detector_or_checkpoint, dataset, *, protocol: str = "paper",
             report.write_overlay_video(Path(overlay) / f"{v.name}_overlay.avi", v.frames(),
                                        iter(res.maps), fps=25.0)
         bar.set_postfix(fps=f"{res.fps:.0f}")
+        del res  # this video's maps go before the next video is scored
+        if callable(getattr(v, "close", None)):
+            v.close()  # a video file's decoder and frame cache
     micro, macro = metrics.micro_macro_auc(scores, labels)
     # a single video's macro AUC is its own padded AUC (docs/design.md §5)
     per_video = [metrics.micro_macro_auc([s], [lab])[1] for s, lab in zip(scores, labels)]
@@ -97,14 +121,15 @@ def evaluate(detector_or_checkpoint, dataset, *, protocol: str = "paper",
         "micro_auc": micro,
         "macro_auc": macro,
         "pixel_auc": None,
+        "pixel_auc_error_bound": None,
         "rbdc": None,
         "tbdc": None,
         "per_video": {n: a for n, a in zip(names, per_video)},
         "device": str(det.device),
     }
-    if all_maps:
-        out["pixel_auc"] = metrics.pixel_auc(all_maps, all_masks)
-        out["rbdc"], out["tbdc"] = metrics.rbdc_tbdc(all_maps, all_masks)
+    if located:
+        out["pixel_auc"], out["pixel_auc_error_bound"] = pixels.result(), pixels.error_bound()
+        out["rbdc"], out["tbdc"] = regions.result()
     if json_path:
         report.write_json(json_path, out)
     return out

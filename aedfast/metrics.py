@@ -1,7 +1,6 @@
 """Evaluation metrics: frame-level AUC by the official protocol (docs/design.md §5), pixel-level
-AUC, and
-the region- and track-based detection criteria RBDC / TBDC (Ramachandra & Jones, "Street Scene",
-WACV 2020).
+AUC, and the region- and track-based detection criteria RBDC / TBDC (Ramachandra & Jones,
+"Street Scene", WACV 2020).
 
 Frame level
     `official_filter` is the official temporal Gaussian filter; `micro_macro_auc` the official
@@ -9,8 +8,9 @@ Frame level
     first, as the official inference does; `OFFICIAL_PROTOCOL` holds its per-data-set settings).
 
 Pixel level
-    `pixel_auc`: ROC AUC over all pixels of all frames (a deterministic random subsample when
-    there are more than `max_pixels`).
+    `pixel_auc`: exact ROC AUC over all pixels of all frames held in memory (a deterministic
+    random subsample when there are more than `max_pixels`). `PixelAUC`: the same AUC streamed
+    frame by frame (docs/design.md §5), within `PixelAUC.error_bound()` of the exact value.
 
 RBDC / TBDC, implementation choices (the paper leaves some open):
     - detected regions: 8-connected components of ``map > threshold`` in each frame;
@@ -32,8 +32,13 @@ RBDC / TBDC, implementation choices (the paper leaves some open):
       at `max_fp`; beyond the largest FP/frame reached the curve stays at its last rate) and
       divided by `max_fp`, so RBDC and TBDC lie in [0, 1];
     - maps whose size differs from the masks are resized to the mask size (bilinear);
-    - default thresholds: 32 evenly spaced between the smallest and largest map value plus 32
-      quantiles of the map values dense near the top (1 - geomspace(1e-4, 1)).
+    - default thresholds of `rbdc_tbdc` (all maps in memory): 32 evenly spaced between the
+      smallest and largest map value plus 32 quantiles of the map values dense near the top
+      (1 - geomspace(1e-4, 1)); streamed (`DetectionAccumulator` without thresholds, as in
+      `evaluate`): the same rule on the first video (a strided subsample of <= 65536 values),
+      then each video with values above every value seen so far adds 16 more by the same rule
+      over its values above that maximum (up to 256 in all). Such an added threshold detects
+      nothing in the videos already counted, so their counts at it (zero) are exact.
 """
 
 from __future__ import annotations
@@ -182,36 +187,42 @@ def _video_list(x, name: str) -> list:
     return out
 
 
-def _pairs(maps, masks, size: tuple[int, int] | None = None
-           ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
-    """(video index, frame index, float32 map at mask size, bool mask) for every frame; with
-    `size` (H, W) both are resized to it first (maps bilinear, masks nearest)."""
+def _videos(maps, masks) -> list[tuple]:
+    """(maps, masks) of each video, maps and masks normalised by `_video_list`."""
     mv, kv = _video_list(maps, "maps"), _video_list(masks, "masks")
     if len(mv) != len(kv):
         raise ValueError(f"{len(mv)} videos of maps for {len(kv)} videos of masks")
-    for v, (ms, ks) in enumerate(zip(mv, kv)):
-        if len(ms) != len(ks):
-            raise ValueError(f"video {v}: {len(ms)} maps for {len(ks)} masks")
-        for t, (m, k) in enumerate(zip(ms, ks)):
-            m = np.asarray(m, dtype=np.float32)
-            k = np.asarray(k) != 0
-            if m.ndim != 2 or k.ndim != 2:
-                raise ValueError(f"video {v} frame {t}: maps and masks must be 2-D per frame, "
-                                 f"got {m.shape} and {k.shape}")
-            if size is not None and k.shape != tuple(size):
-                k = cv2.resize(k.astype(np.uint8), (size[1], size[0]),
-                               interpolation=cv2.INTER_NEAREST) > 0
-            if m.shape != k.shape:
-                m = cv2.resize(m, (k.shape[1], k.shape[0]), interpolation=cv2.INTER_LINEAR)
-            yield v, t, m, k
+    return list(zip(mv, kv))
 
 
-def _n_frames(x) -> int:
-    return sum(len(v) for v in _video_list(x, "masks"))
+def frame_pairs(maps, masks, size: tuple[int, int] | None = None, *, video: int = 0
+                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One video's frames: (float32 map [H, W] at the mask size, bool mask [H, W]).
+
+    maps: [T, h, w] or a sequence of [h, w] frames; masks: [T, H, W] or a sequence of [H, W]
+    frames (nonzero = anomalous), read one frame at a time (``video.masks`` stays lazy). Maps of
+    another size are resized bilinearly; with `size` (H, W) both are resized to it first (masks
+    nearest). `video` only numbers the error messages.
+    """
+    if len(maps) != len(masks):
+        raise ValueError(f"video {video}: {len(maps)} maps for {len(masks)} masks")
+    for t, (m, k) in enumerate(zip(maps, masks)):
+        m = np.asarray(m, dtype=np.float32)
+        k = np.asarray(k) != 0
+        if m.ndim != 2 or k.ndim != 2:
+            raise ValueError(f"video {video} frame {t}: maps and masks must be 2-D per frame, "
+                             f"got {m.shape} and {k.shape}")
+        if size is not None and k.shape != tuple(size):
+            k = cv2.resize(k.astype(np.uint8), (size[1], size[0]),
+                           interpolation=cv2.INTER_NEAREST) > 0
+        if m.shape != k.shape:
+            m = cv2.resize(m, (k.shape[1], k.shape[0]), interpolation=cv2.INTER_LINEAR)
+        yield m, k
 
 
 def pixel_auc(maps, masks, *, max_pixels: int = 20_000_000, seed: int = 0) -> float:
-    """Pixel-level ROC AUC over all pixels of all frames.
+    """Exact pixel-level ROC AUC over all pixels of all frames, all held in memory (for data
+    sets larger than memory, stream them through `PixelAUC`).
 
     maps: float anomaly maps, [T, H, W] or a list of per-video [T, H, W] (or per-video lists
     of [H, W] frames); masks: the ground truth in the same structure (nonzero = anomalous;
@@ -219,20 +230,18 @@ def pixel_auc(maps, masks, *, max_pixels: int = 20_000_000, seed: int = 0) -> fl
     more than `max_pixels` pixels, each pixel is kept with probability max_pixels / total, drawn
     from a generator seeded with `seed` (deterministic). NaN when only one class is present.
     """
-    n_frames = _n_frames(masks)
+    videos = _videos(maps, masks)
+    n_frames = sum(len(k) for _, k in videos)
     rng = np.random.default_rng(seed)
     rate = 1.0
     vals, labs = [], []
-    for _, _, m, k in _pairs(maps, masks):
-        if not vals:  # frame size known from the first mask
-            rate = min(1.0, max_pixels / max(n_frames * k.size, 1))
-        if rate < 1.0:
-            keep = rng.random(k.size) < rate
+    for v, (ms, ks) in enumerate(videos):
+        for m, k in frame_pairs(ms, ks, video=v):
+            if not vals:  # frame size known from the first mask
+                rate = min(1.0, max_pixels / max(n_frames * k.size, 1))
+            keep = rng.random(k.size) < rate if rate < 1.0 else slice(None)
             vals.append(m.reshape(-1)[keep])
             labs.append(k.reshape(-1)[keep])
-        else:
-            vals.append(m.reshape(-1))
-            labs.append(k.reshape(-1))
     if not vals:
         raise ValueError("no frames")
     y = np.concatenate(labs)
@@ -241,24 +250,120 @@ def pixel_auc(maps, masks, *, max_pixels: int = 20_000_000, seed: int = 0) -> fl
     return float(roc_auc_score(y, np.concatenate(vals)))
 
 
+class PixelAUC:
+    """Streaming pixel-level ROC AUC (docs/design.md §5): a histogram of the pixels' values per
+    class, in memory that does not grow with the number of pixels.
+
+    Bins: d = map - ref in float32 (ref: the first frame's smallest finite value, so values
+    bunched far from 0 still spread over many bins) by sign, exponent and the top `bits` bits
+    of the mantissa: edges 2**-bits relative to |d| apart (2.4e-4 for bits = 12). Counts live
+    in blocks, one per (sign, exponent) met: int64 [2**bits, 2], 64 KiB for bits = 12, <= 512.
+
+    The binning is monotone, so pairs (anomalous pixel, normal pixel) in different bins are
+    ordered exactly as by their values; pairs in one bin count 1/2, as ties do. The error
+    against the exact AUC (`pixel_auc`, scikit-learn) is therefore at most `error_bound()` =
+    (1/2) * sum over bins of positives * negatives / (P * N). Equal values (ties) are exact but
+    count in that bound, so it overstates the error of maps with many repeated values.
+    """
+
+    def __init__(self, bits: int = 12) -> None:
+        if not 1 <= int(bits) <= 23:
+            raise ValueError(f"bits must be in [1, 23], got {bits}")
+        self.bits = int(bits)
+        self.ref: np.float32 | None = None
+        self._blocks: dict[int, np.ndarray] = {}  # (sign, exponent) -> int64 [2**bits, 2]
+
+    def add(self, maps, masks) -> None:
+        """Add videos: maps and masks as for `pixel_auc` (one video or a list of videos)."""
+        for v, (ms, ks) in enumerate(_videos(maps, masks)):
+            for m, k in frame_pairs(ms, ks, video=v):
+                self.add_frame(m, k)
+
+    def add_frame(self, m: np.ndarray, k: np.ndarray) -> None:
+        """Add one frame: float map [H, W] and its mask [H, W] of the same size (nonzero =
+        anomalous). NaN in the map raises ValueError (as scikit-learn does)."""
+        m, k = np.asarray(m, np.float32), np.asarray(k) != 0
+        if m.shape != k.shape:
+            raise ValueError(f"map {m.shape} and mask {k.shape} differ in size")
+        if m.size == 0:
+            return
+        if np.isnan(m).any():
+            raise ValueError("maps hold NaN")
+        if self.ref is None:
+            fin = m[np.isfinite(m)]
+            self.ref = np.float32(fin.min() if fin.size else 0.0)
+        d = (m - self.ref) + np.float32(0.0)  # -0.0 -> +0.0: one key for 0
+        u = d.reshape(-1).view(np.uint32)
+        key = np.where(u >= 0x80000000, ~u, u | np.uint32(0x80000000))  # sorts as d does
+        key >>= 23 - self.bits
+        block = key >> self.bits
+        touched = np.flatnonzero(np.bincount(block, minlength=512))
+        rank = np.zeros(512, np.int64)
+        rank[touched] = np.arange(touched.size)
+        idx = ((rank[block] << self.bits) | (key & ((1 << self.bits) - 1))) * 2 + k.reshape(-1)
+        hist = np.bincount(idx, minlength=touched.size << (self.bits + 1))
+        for b, h in zip(touched.tolist(), hist.reshape(touched.size, -1, 2)):
+            if b in self._blocks:
+                self._blocks[b] += h
+            else:
+                self._blocks[b] = h.copy()
+
+    def _counts(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(negatives, positives) per bin in value order (float64 [n_bins] each), P * N."""
+        if not self._blocks:
+            raise ValueError("no frames")
+        h = np.concatenate([self._blocks[b] for b in sorted(self._blocks)], dtype=np.float64)
+        return h[:, 0], h[:, 1], float(h[:, 0].sum()) * float(h[:, 1].sum())
+
+    def result(self) -> float:
+        """The pixel AUC of all frames added; NaN when only one class is present."""
+        neg, pos, pn = self._counts()
+        if pn == 0:
+            return float("nan")
+        below = np.cumsum(neg) - neg  # normal pixels in lower bins
+        return float(pos @ (below + 0.5 * neg) / pn)
+
+    def error_bound(self) -> float:
+        """An upper bound on |result() - exact AUC| (the class docstring says why)."""
+        neg, pos, pn = self._counts()
+        return float("nan") if pn == 0 else float(0.5 * (pos @ neg) / pn)
+
+
 # ----------------------------------------------------------------------------- RBDC / TBDC
 
 
-def default_thresholds(maps, n: int = 64, max_samples: int = 2_000_000) -> np.ndarray:
-    """Thresholds for `rbdc_tbdc`: n/2 evenly spaced over the map values' range and n/2
-    quantiles dense near the top (levels 1 - geomspace(1e-4, 1)), from a strided subsample."""
+def _sample(maps, max_samples: int) -> tuple[np.ndarray, float, float]:
+    """(float32 [n]: the finite values of a strided subsample of at most ~max_samples values,
+    the smallest and the largest finite value of all, +-inf when none), frame by frame."""
     mv = _video_list(maps, "maps")
-    total = sum(int(np.asarray(f).size) for v in mv for f in v)
-    stride = max(1, total // max_samples)
-    parts = [np.asarray(f, np.float32).reshape(-1)[::stride] for v in mv for f in v]
-    sample = np.concatenate(parts) if parts else np.zeros(1, np.float32)
-    sample = sample[np.isfinite(sample)]
+    stride = max(1, sum(int(np.asarray(f).size) for v in mv for f in v) // max_samples)
+    parts, lo, hi = [np.zeros(0, np.float32)], np.inf, -np.inf
+    for f in (np.asarray(f, np.float32) for v in mv for f in v):
+        parts.append(f.reshape(-1)[::stride])
+        fin = np.isfinite(f)
+        lo = min(lo, float(np.min(f, initial=np.inf, where=fin)))
+        hi = max(hi, float(np.max(f, initial=-np.inf, where=fin)))
+    sample = np.concatenate(parts)
+    return sample[np.isfinite(sample)], lo, hi
+
+
+def _levels(sample: np.ndarray, lo: float, hi: float, n: int) -> np.ndarray:
+    """n/2 thresholds evenly spaced from lo up to (not including) hi and n - n/2 quantiles of
+    the sample dense near its top (levels 1 - geomspace(1e-4, 1)); sorted, unique, float64."""
+    lin = np.linspace(lo, hi, n // 2, endpoint=False)
+    levels = 1.0 - np.geomspace(1e-4, 1.0, n - n // 2)
+    q = np.quantile(sample, levels) if sample.size else np.zeros(0)
+    return np.unique(np.concatenate([lin, q]))
+
+
+def default_thresholds(maps, n: int = 64, max_samples: int = 2_000_000) -> np.ndarray:
+    """Thresholds for `rbdc_tbdc`: n/2 evenly spaced over the range of the finite map values and
+    n/2 quantiles dense near the top (levels 1 - geomspace(1e-4, 1)) of a strided subsample of
+    at most ~max_samples values. float64 [<= n], sorted."""
+    sample, lo, hi = _sample(maps, max_samples)
     if sample.size == 0:
         raise ValueError("maps hold no finite values")
-    lo, hi = float(sample.min()), float(sample.max())
-    lin = np.linspace(lo, hi, n // 2, endpoint=False)
-    q = np.quantile(sample, 1.0 - np.geomspace(1e-4, 1.0, n - n // 2))
-    return np.unique(np.concatenate([lin, q]))
+    return _levels(sample, lo, hi, n)
 
 
 class _UnionFind:
@@ -282,50 +387,92 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def detection_curves(maps_per_video, masks_per_video, *, thresholds: Sequence[float] | None = None,
-                     overlap: float = 0.1, track_fraction: float = 0.1,
-                     size: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
-    """Per threshold: false positives per frame, region and track detection rates.
+class DetectionAccumulator:
+    """RBDC / TBDC counts streamed video by video (docs/design.md §5; definitions in the module
+    docstring): per threshold the sums over frames of false positives, detected regions and
+    detected tracks (tracks never span videos), int64 [K] each; memory O(K) plus one video's
+    ground-truth regions.
 
-    The cost is one connected-component labelling per frame and threshold at the masks' size
-    (or at `size` = (H, W), to which maps and masks are resized first: a smaller size is faster).
-
-    Returns a dict of float64 arrays [K]: "thresholds", "fp_per_frame", "rbdr", "tbdr", and the
-    counts "n_regions", "n_tracks", "n_frames" (0-d). Definitions in the module docstring.
+    thresholds: fixed score thresholds; None: the rule of `default_thresholds` (n = 64) on
+    `samples` values of the first video, extended upwards by later videos (16 per video,
+    `max_thresholds` in all; module docstring). Feed whole videos with `add`, or frame by
+    frame: `start_video(maps)`, `add_frame` per frame, `end_video()`. `add` evaluates at `size`.
     """
-    thr = (default_thresholds(maps_per_video) if thresholds is None
-           else np.asarray(thresholds, np.float64).reshape(-1))
-    if thr.size == 0:
-        raise ValueError("no thresholds")
-    if not 0 < overlap <= 1:
-        raise ValueError(f"overlap must be in (0, 1], got {overlap}")
-    K = thr.size
-    fp = np.zeros(K, np.int64)
-    detected_rows: list[np.ndarray] = []  # per GT region: bool [K]
-    uf = _UnionFind()
-    n_frames = 0
-    prev: tuple[int, np.ndarray, list[int]] | None = None  # (video, labels, region ids)
-    for v, _t, m, k in _pairs(maps_per_video, masks_per_video, size):
-        n_frames += 1
-        m_max = float(m.max())
-        ids: list[int] = []
+
+    def __init__(self, thresholds: Sequence[float] | None = None, *, overlap: float = 0.1,
+                 track_fraction: float = 0.1, size: tuple[int, int] | None = None,
+                 max_thresholds: int = 256, samples: int = 65536) -> None:
+        if not 0 < overlap <= 1:
+            raise ValueError(f"overlap must be in (0, 1], got {overlap}")
+        self.overlap, self.track_fraction, self.size = overlap, track_fraction, size
+        self.auto, self.max_thresholds, self.samples = thresholds is None, max_thresholds, samples
+        thr = np.zeros(0) if thresholds is None else np.asarray(thresholds, np.float64).ravel()
+        if thresholds is not None and thr.size == 0:
+            raise ValueError("no thresholds")
+        self.thresholds = np.zeros(0)
+        self.fp = self.det_regions = self.det_tracks = np.zeros(0, np.int64)
+        self.n_frames = self.n_regions = self.n_tracks = 0
+        self._extend(thr)
+        self.top = -np.inf  # largest map value met so far
+        self._video: tuple[_UnionFind, list[np.ndarray]] | None = None
+        self._prev: tuple[np.ndarray, list[int]] | None = None  # last frame's GT labels, ids
+
+    def _extend(self, new: np.ndarray) -> None:
+        """Append thresholds above every value counted so far: nothing detected there yet."""
+        zero = np.zeros(new.size, np.int64)
+        self.thresholds = np.concatenate([self.thresholds, new])
+        self.fp = np.concatenate([self.fp, zero])
+        self.det_regions = np.concatenate([self.det_regions, zero])
+        hit_none = self.track_fraction <= 0  # 0 of a track's regions detected is enough
+        self.det_tracks = np.concatenate([self.det_tracks, zero + hit_none * self.n_tracks])
+
+    def add(self, maps, masks) -> None:
+        """Add videos: maps and masks as for `rbdc_tbdc` (one video or a list of videos)."""
+        for v, (ms, ks) in enumerate(_videos(maps, masks)):
+            self.start_video(ms)
+            for m, k in frame_pairs(ms, ks, self.size, video=v):
+                self.add_frame(m, k)
+            self.end_video()
+
+    def start_video(self, maps) -> None:
+        """Begin a video; maps: its [T, h, w] maps (or frames), read only to choose thresholds
+        when none were given."""
+        if self.auto and self.thresholds.size == 0:
+            self._extend(default_thresholds([maps], max_samples=self.samples))
+        elif self.auto and np.isfinite(self.top) and self.thresholds.size < self.max_thresholds:
+            sample, _, hi = _sample([maps], self.samples)
+            if hi > self.top:
+                new = _levels(sample[sample > self.top], self.top, hi, 16)
+                new = new[new > self.thresholds[-1]]
+                self._extend(new[: self.max_thresholds - self.thresholds.size])
+        self._video, self._prev = (_UnionFind(), []), None
+
+    def add_frame(self, m: np.ndarray, k: np.ndarray) -> None:
+        """Add one frame of the current video: float32 map [H, W], bool mask [H, W]."""
+        if self._video is None:
+            raise RuntimeError("start_video() first")
+        uf, rows = self._video
+        thr, overlap = self.thresholds, self.overlap
+        self.n_frames += 1
+        m_max = float(np.max(m, initial=-np.inf, where=~np.isnan(m)))
+        self.top = max(self.top, m_max)
         if k.any():
             n_gt, g = cv2.connectedComponents(k.astype(np.uint8), connectivity=8)
             ids = [uf.add() for _ in range(n_gt - 1)]
-            if prev is not None and prev[0] == v and prev[2]:
+            if self._prev is not None:
                 # link overlapping GT regions of consecutive frames into tracks
-                both = (g > 0) & (prev[1] > 0)
+                both = (g > 0) & (self._prev[0] > 0)
                 if both.any():
-                    pairs = np.unique(np.stack([g[both], prev[1][both]]), axis=1)
+                    pairs = np.unique(np.stack([g[both], self._prev[0][both]]), axis=1)
                     for a, b in pairs.T:
-                        uf.union(ids[a - 1], prev[2][b - 1])
+                        uf.union(ids[a - 1], self._prev[1][b - 1])
             gpix = g > 0
             g_in = g[gpix]
             g_area = np.bincount(g_in, minlength=n_gt)[1:]
+            self._prev = (g, ids)
         else:
-            n_gt, g = 1, None
-        prev = (v, g, ids) if g is not None else None
-        det = np.zeros((n_gt - 1, K), bool)
+            n_gt, self._prev = 1, None
+        det = np.zeros((n_gt - 1, thr.size), bool)
         for j, t in enumerate(thr):
             if t >= m_max:  # nothing detected at this or any higher threshold
                 continue
@@ -334,35 +481,70 @@ def detection_curves(maps_per_video, masks_per_video, *, thresholds: Sequence[fl
                 continue
             n_d, lab, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
             if n_gt == 1:
-                fp[j] += n_d - 1
+                self.fp[j] += n_d - 1
                 continue
             d_area = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
             inter = np.bincount(lab[gpix].astype(np.int64) * n_gt + g_in,
                                 minlength=n_d * n_gt).reshape(n_d, n_gt)[1:, 1:]
             iou = inter / (d_area[:, None] + g_area[None, :] - inter)
             hit = iou >= overlap
-            fp[j] += int((~hit.any(axis=1)).sum())
+            self.fp[j] += int((~hit.any(axis=1)).sum())
             det[:, j] = hit.any(axis=0)
         if n_gt > 1:
-            detected_rows.append(det)
-    if n_frames == 0:
-        raise ValueError("no frames")
-    dets = np.concatenate(detected_rows) if detected_rows else np.zeros((0, K), bool)
-    n_reg = dets.shape[0]
-    rbdr = dets.mean(axis=0) if n_reg else np.full(K, np.nan)
-    if n_reg:
-        roots = np.array([uf.find(i) for i in range(n_reg)])
+            rows.append(det)
+
+    def end_video(self) -> None:
+        """Fold the video's regions and tracks into the sums and drop them."""
+        uf, rows = self._video or (None, [])
+        self._video = self._prev = None
+        if uf is None or not rows:
+            return
+        dets = np.concatenate(rows)  # bool [regions of this video, K]
+        roots = np.array([uf.find(i) for i in range(dets.shape[0])])
         _, track = np.unique(roots, return_inverse=True)
         n_tracks = int(track.max()) + 1
-        hits = np.zeros((n_tracks, K))
+        hits = np.zeros((n_tracks, dets.shape[1]))
         np.add.at(hits, track, dets.astype(np.float64))
         sizes = np.bincount(track, minlength=n_tracks)[:, None]
-        tbdr = (hits / sizes >= track_fraction).mean(axis=0)
-    else:
-        n_tracks, tbdr = 0, np.full(K, np.nan)
-    return {"thresholds": thr, "fp_per_frame": fp / n_frames, "rbdr": rbdr, "tbdr": tbdr,
-            "n_regions": np.asarray(n_reg), "n_tracks": np.asarray(n_tracks),
-            "n_frames": np.asarray(n_frames)}
+        self.det_regions += dets.sum(axis=0)
+        self.det_tracks += (hits / sizes >= self.track_fraction).sum(axis=0)
+        self.n_regions += dets.shape[0]
+        self.n_tracks += n_tracks
+
+    def curves(self) -> dict[str, np.ndarray]:
+        """The dict `detection_curves` returns."""
+        if self.n_frames == 0:
+            raise ValueError("no frames")
+        nan = np.full(self.thresholds.size, np.nan)
+        return {"thresholds": self.thresholds.copy(), "fp_per_frame": self.fp / self.n_frames,
+                "rbdr": self.det_regions / self.n_regions if self.n_regions else nan,
+                "tbdr": self.det_tracks / self.n_tracks if self.n_tracks else nan,
+                "n_regions": np.asarray(self.n_regions), "n_tracks": np.asarray(self.n_tracks),
+                "n_frames": np.asarray(self.n_frames)}
+
+    def result(self, max_fp: float = 1.0) -> tuple[float, float]:
+        """(RBDC, TBDC) of everything added, FP/frame integrated over [0, max_fp]."""
+        c = self.curves()
+        return curve_area(c["fp_per_frame"], c["rbdr"], max_fp), curve_area(
+            c["fp_per_frame"], c["tbdr"], max_fp)
+
+
+def detection_curves(maps_per_video, masks_per_video, *, thresholds: Sequence[float] | None = None,
+                     overlap: float = 0.1, track_fraction: float = 0.1,
+                     size: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """Per threshold: false positives per frame, region and track detection rates.
+
+    The cost is one connected-component labelling per frame and threshold at the masks' size
+    (or at `size` = (H, W), to which maps and masks are resized first: a smaller size is faster).
+    Default thresholds: `default_thresholds` of all maps. A `DetectionAccumulator` does the work.
+
+    Returns a dict of float64 arrays [K]: "thresholds", "fp_per_frame", "rbdr", "tbdr", and the
+    counts "n_regions", "n_tracks", "n_frames" (0-d). Definitions in the module docstring.
+    """
+    thr = default_thresholds(maps_per_video) if thresholds is None else thresholds
+    acc = DetectionAccumulator(thr, overlap=overlap, track_fraction=track_fraction, size=size)
+    acc.add(maps_per_video, masks_per_video)
+    return acc.curves()
 
 
 def curve_area(fp_per_frame: np.ndarray, rate: np.ndarray, max_fp: float = 1.0) -> float:
@@ -410,6 +592,6 @@ def rbdc_tbdc(maps_per_video, masks_per_video, *, thresholds: Sequence[float] | 
 
 __all__ = [
     "OFFICIAL_PROTOCOL", "curve_area", "default_thresholds", "detection_curves",
-    "micro_macro_auc", "official_auc", "official_filter", "official_kernel", "pixel_auc",
-    "official_postprocess", "rbdc_tbdc",
+    "DetectionAccumulator", "PixelAUC", "frame_pairs", "micro_macro_auc", "official_auc",
+    "official_filter", "official_kernel", "official_postprocess", "pixel_auc", "rbdc_tbdc",
 ]
