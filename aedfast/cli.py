@@ -87,14 +87,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- score
 
 
-def _load_detector(args: argparse.Namespace):
+def _load_detector(args: argparse.Namespace, protocol: str = "paper"):
     from .detector import Detector
 
     spec = args.checkpoint
     if spec is None:
         raise CliError("--checkpoint is required (an aedfast .safetensors or official .pth)")
     kwargs = {"batch_size": args.batch_size, "compile": not args.no_compile,
-              "precision": args.precision}
+              "precision": args.precision, "protocol": protocol}
     if args.device:
         kwargs["device"] = args.device
     if args.student:
@@ -153,7 +153,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, format_report
 
     dataset = open_dataset(args.data_root, args.dataset)
-    detector = _load_detector(args)
+    detector = _load_detector(args, protocol=args.protocol)
     result = evaluate(detector, dataset, protocol=args.protocol, plots=args.plots,
                       overlay=args.overlay, progress=not args.quiet,
                       json_path=args.json_out)

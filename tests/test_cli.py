@@ -177,3 +177,38 @@ def test_train_command_and_its_errors(tmp_path, synth, capsys):
                  str(tmp_path / "run2"), "--steps", "2", "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("aedfast train: error:") and len(err.splitlines()) == 1
+
+
+def test_documented_flag_combinations(tmp_path, tiny_ckpt, synth, capsys):
+    """The README's documented flags not covered above, each once: score on a frame folder
+    with --json, eval with --plots --overlay and --protocol official, train --resume, bench
+    with a bad suite (a one-line error)."""
+    folder = next(p for p in (synth / "testing" / "frames").iterdir() if p.is_dir())
+    capsys.readouterr()
+    assert main(["score", str(folder), "-c", str(tiny_ckpt), "--json", "--quiet",
+                 "--no-compile", "--batch-size", "8"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["frames"] == len(list(folder.glob("*.jpg"))) == len(payload["scores"])
+    plots, overlay = tmp_path / "plots", tmp_path / "overlay"
+    assert main(["eval", str(tiny_ckpt), str(synth), "--dataset", "shanghaitech", "--plots",
+                 str(plots), "--overlay", str(overlay), "--quiet", "--no-compile",
+                 "--batch-size", "8"]) == 0
+    n_test = len(open_dataset(synth, "shanghaitech").test)
+    assert len(list(plots.glob("*.png"))) == n_test
+    assert len(list(overlay.glob("*.avi"))) == n_test
+    report = tmp_path / "official.json"
+    assert main(["eval", str(tiny_ckpt), str(synth), "--dataset", "shanghaitech", "--protocol",
+                 "official", "--json", str(report), "--quiet", "--no-compile",
+                 "--batch-size", "8"]) == 0
+    assert 0 <= json.loads(report.read_text())["micro_auc"] <= 1
+    run = tmp_path / "run"
+    common = ["train", str(synth), "--dataset", "shanghaitech", "--out", str(run),
+              "--batch-size", "4", "--streams", "2", "--workers", "0", "--quiet"]
+    assert main([*common, "--teacher-steps", "1", "--student-steps", "1"]) == 0
+    assert main([*common, "--teacher-steps", "1", "--student-steps", "2", "--resume"]) == 0
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert max(r.get("step", 0) for r in log) >= 3
+    capsys.readouterr()
+    assert main(["bench", "--suite", "nope"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nope" in err
