@@ -138,8 +138,11 @@ def motion_cases(kernel_name: str, presets: list[str], batch: int, device):
         if small:
             H, W = min(H, 2 * patch), min(W, 4 * patch)
         g = torch.Generator().manual_seed(H)
-        prev, nxt = (torch.randint(0, 256, (batch, H, W, 3), dtype=torch.uint8,
-                                   generator=g).to(device) for _ in range(2))
+        # contiguous rows go to _motion_rows_kernel; the strided kernel gets column-strided
+        # views (every other pixel of frames twice as wide), the layouts it is there for
+        wide = 1 if kernel_name == "_motion_rows_kernel" else 2
+        prev, nxt = (torch.randint(0, 256, (batch, H, wide * W, 3), dtype=torch.uint8,
+                                   generator=g).to(device)[:, :, ::wide] for _ in range(2))
         amap = torch.rand(batch, H, W, generator=g).to(device)
         yield (f"{preset} weights {H}x{W} patch {patch} B={batch}",
                lambda p=prev, n=nxt, s=patch: motion.motion_token_weights_triton(p, n, s),
@@ -200,6 +203,7 @@ CHECKS: dict[str, Callable] = {
     "_qkv_kernel": cvt_cases,
     "_out_mlp_kernel": cvt_cases,
     "_motion_kernel": motion_cases,
+    "_motion_rows_kernel": motion_cases,
     "_filter_max_kernel": smoothing_cases,
     "_temporal_kernel": smoothing_cases,
 }
