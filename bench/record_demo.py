@@ -1,4 +1,5 @@
-"""Record a finished `aedfast demo` run under bench/results: its results.json plus a markdown
+"""Record a finished `aedfast demo` run under bench/results: its results.json (test AUC with the
+demo's weights, chosen on validation, and with the default weights) plus a markdown
 summary with the machine and versions. Usage: python -m bench.record_demo DEMO_OUT [CMD]"""
 
 from __future__ import annotations
@@ -11,6 +12,29 @@ from pathlib import Path
 import torch
 
 from bench.common import device_info
+
+
+def _w(w: dict) -> str:
+    return ", ".join(f"{k} = {w[k]:g}" for k in ("a", "b", "c", "d"))
+
+
+def _weights_lines(res: dict) -> list[str]:
+    """Test AUC with the demo's weights (chosen on validation) and with the default ones."""
+    base = res.get("default_weights")
+    if not base:  # a results.json written before the demo scored the default weights
+        return []
+    return [
+        "| weights | a, b, c, d | test micro AUC | test macro AUC |",
+        "|---|---|---|---|",
+        f"| demo's, chosen on the {res['weights_chosen_on']} ({res['weights_record']}) | "
+        f"{_w(res['weights'])} | {res['micro_auc']:.4f} | {res['macro_auc']:.4f} |",
+        f"| default `Smoothing()` | {_w(base['weights'])} | {base['micro_auc']:.4f} | "
+        f"{base['macro_auc']:.4f} |",
+        "",
+        "Per-video AUC, default weights: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in base["per_video"].items()),
+        "",
+    ]
 
 
 def main(demo_out: str, command: str = "make demo") -> Path:
@@ -32,6 +56,7 @@ def main(demo_out: str, command: str = "make demo") -> Path:
         "",
         "Per-video AUC: " + ", ".join(f"{k} {v:.4f}" for k, v in res["per_video"].items()),
         "",
+        *_weights_lines(res),
     ]
     base.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -193,9 +193,10 @@ def test_argument_checks(tmp_path):
 
 
 def test_default_size_is_fast(tmp_path):
-    t = time.perf_counter()
+    # CPU time, not wall time: the cost of generating, whatever else shares the machine
+    t = time.process_time()
     root = generate(tmp_path / "default", progress=False)
-    dt = time.perf_counter() - t
+    dt = time.process_time() - t
     ds = open_dataset(root, "shanghaitech")
     assert len(ds.train) == 8 and len(ds.test) == 6 and len(ds.test[0]) == 250
     val = open_validation(root)
@@ -203,5 +204,5 @@ def test_default_size_is_fast(tmp_path):
     assert ds.test[0][0].shape == (64, 128, 3)
     fr = np.mean([v.labels.mean() for v in ds.test])
     assert 0.3 <= fr <= 0.55, fr
-    # 21 videos (8 training, 6 test, 7 validation): about 10 s on one free core
-    assert dt < 30, f"default generation took {dt:.1f} s"
+    # 21 videos (8 training, 6 test, 7 validation): about 7 s of CPU
+    assert dt < 20, f"default generation took {dt:.1f} s of CPU"
