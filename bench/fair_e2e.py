@@ -39,8 +39,8 @@ SIDES = {
 }
 
 
-def frames(preset: str, n: int, seed: int = 0) -> np.ndarray:
-    """n BGR uint8 frames at the data set's native size: noise plus a moving block (the
+def native_frames(preset: str, n: int, seed: int = 0) -> np.ndarray:
+    """n BGR uint8 frames at the data set's native size: noise plus a moving block (also the
     frames of bench/test_bench_e2e.py)."""
     h, w = NATIVE[preset]
     rng = np.random.default_rng(seed)
@@ -63,7 +63,7 @@ def worker(preset: str, side: str, batch: int, n: int, rounds: int, out: Path) -
     model = AEDMAE.from_preset(preset).eval()
     t0 = time.perf_counter()
     det = Detector(model, device="cpu", batch_size=batch, **SIDES[side])
-    src = frames(preset, n)
+    src = native_frames(preset, n)
     det.score_video(src)  # warm-up: compile (fast side), allocator, caches
     warm_s = time.perf_counter() - t0
     fps, scores = [], None

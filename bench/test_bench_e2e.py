@@ -52,8 +52,8 @@ from bench.common import (
     env_list,
     record,
 )
+from bench.fair_e2e import NATIVE, native_frames
 
-NATIVE = {"avenue": (360, 640), "shanghaitech": (480, 856), "tiny": (72, 136)}
 DEVICE = bench_device()
 CUDA = DEVICE.type == "cuda"
 PRESETS = env_list("AEDFAST_BENCH_PRESETS", ["avenue", "shanghaitech"])
@@ -63,19 +63,6 @@ SCORE_TOL = {"fp32": 1e-4, "bf16": 2e-2}  # relative error of the fast path's sc
 POWER_SECONDS = 3.0  # sustained run for frames per joule (NVML power averages over ~1 s)
 
 _DETECTORS: dict = {}
-
-
-def _frames(preset: str, n: int, seed: int = 0) -> np.ndarray:
-    """n BGR uint8 frames at the data set's native size: noise plus a moving block."""
-    h, w = NATIVE[preset]
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
-    out = np.repeat(base[None], n, axis=0)
-    side = min(60, h // 4, w // 4)
-    for t in range(n):
-        x = (7 * t) % (w - side)
-        out[t, h // 3:h // 3 + side, x:x + side] = (30, 200, 90)
-    return out
 
 
 def _model(preset: str) -> AEDMAE:
@@ -159,7 +146,7 @@ def test_bench_e2e(benchmark, preset, batch):
     cuda = CUDA
     n_fast = min(max(64, 16 * batch), 4096) if cuda else (2 * batch if REHEARSE else 32)
     n_eager = min(max(16, 4 * batch), 1024) if cuda else n_fast
-    frames = _frames(preset, max(n_fast, n_eager))
+    frames = native_frames(preset, max(n_fast, n_eager))
     fast = _detector("fast", preset, device)
     eager = _detector("eager", preset, device)
     row = {"suite": "e2e", "mode": "offline", "preset": preset, "batch": batch,
