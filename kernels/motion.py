@@ -362,7 +362,7 @@ def _rows_path(x: torch.Tensor, C: int, patch: int) -> bool:
             and min(_rows_patches(c.kwargs["BLOCK_B"], C, patch) for c in _ROWS_CONFIGS) >= 1)
 
 
-def _launch(prev, nxt, patch, median, anomaly_map=None, scale=None, grad=None, config=None):
+def launch_motion(prev, nxt, patch, median, anomaly_map=None, scale=None, grad=None, config=None):
     """Run the motion kernel once: `_motion_rows_kernel` for uint8 frames with contiguous rows,
     else the strided `_motion_kernel`. Returns (raw [B, L] patch channel-means, pmax [B, L]
     patch max over channels). H here is rounded up to whole patches (tail rows masked).
@@ -404,7 +404,7 @@ def motion_token_weights_triton(prev: torch.Tensor, next: torch.Tensor, patch: i
                                 normalize: bool = True) -> torch.Tensor:
     """Triton launcher of `motion_token_weights` (inputs assumed validated). -> [B, L] float32."""
     check_triton_device(prev, next, anomaly_map)
-    raw, pmax = _launch(prev, next, patch, median)
+    raw, pmax = launch_motion(prev, next, patch, median)
     if anomaly_map is not None:
         # The anomaly term needs each frame's gradient max before any patch max: a reduction
         # across all programs of a frame. One program per frame would idle most SMs at small
@@ -412,7 +412,7 @@ def motion_token_weights_triton(prev: torch.Tensor, next: torch.Tensor, patch: i
         # frame is the frame's gradient max), and a second pass recomputes the gradient with the
         # term added. The re-read only costs on the training path that uses synthetic anomalies.
         scale = pmax.amax(dim=1).clamp_min(128.0).contiguous()
-        raw, _ = _launch(prev, next, patch, median, anomaly_map, scale)
+        raw, _ = launch_motion(prev, next, patch, median, anomaly_map, scale)
     if not normalize:
         return raw
     out = torch.empty_like(raw)
@@ -426,7 +426,7 @@ def motion_gradient_triton(prev: torch.Tensor, next: torch.Tensor,
     """Triton launcher of `motion_gradient`: float32 gradient in the input's layout."""
     check_triton_device(prev, next)
     grad = torch.empty(prev.shape, device=prev.device, dtype=torch.float32)
-    _launch(prev, next, 16, median, grad=grad)  # 16-pixel tiles; the token outputs are unused
+    launch_motion(prev, next, 16, median, grad=grad)  # 16-pixel tiles; the token outputs are unused
     return grad
 
 

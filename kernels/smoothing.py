@@ -195,7 +195,7 @@ def temporal_gaussian_reference(scores: torch.Tensor, lengths: torch.Tensor, sup
 
 # Blocks BRH x BCH (halo included), frame-loop pipelining depth, warps: 8-16 values per thread
 # (116-166 registers on sm_90, no spills). The first is the interpreter's (autotune_configs).
-_FILTER_CONFIGS = [
+FILTER_CONFIGS = [
     triton.Config({"BRH": 32, "BCH": 64, "STAGES": 2}, num_warps=8),
     triton.Config({"BRH": 32, "BCH": 64, "STAGES": 3}, num_warps=4),
     triton.Config({"BRH": 64, "BCH": 64, "STAGES": 2}, num_warps=8),
@@ -211,7 +211,7 @@ def _fits(block: int, k: int) -> bool:
     return 2 * (k - 1) <= block
 
 
-def _prune_filter_configs(configs, named_args, **kwargs):
+def prune_filter_configs(configs, named_args, **kwargs):
     """The entries whose blocks fit the window and are, per axis, no larger than the whole map
     plus halo needs (or the smallest that fits); else the first (the launcher avoids that)."""
     a, axes = {**named_args, **kwargs}, (("BRH", "H", "KH"), ("BCH", "W", "KW"))
@@ -257,9 +257,9 @@ def _axis_pass(x, w_ptr, K: tl.constexpr, BOX: tl.constexpr, AXIS: tl.constexpr,
 
 
 @triton.autotune(
-    configs=autotune_configs(_FILTER_CONFIGS),
+    configs=autotune_configs(FILTER_CONFIGS),
     key=["H", "W", "KT", "KH", "KW", "BOX", "RUN"],
-    prune_configs_by={"early_config_prune": _prune_filter_configs},
+    prune_configs_by={"early_config_prune": prune_filter_configs},
     restore_value=["out_ptr"],  # the tuner's trial runs leave the atomic maxima as found
 )
 @triton.jit

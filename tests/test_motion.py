@@ -15,8 +15,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from aedfast.kernels import motion_gradient, motion_token_weights
 from aedfast.kernels.motion import (
     _ROWS_CONFIGS,
-    _launch,
     _rows_path,
+    launch_motion,
     motion_gradient_reference,
     motion_gradient_triton,
     motion_token_weights_reference,
@@ -236,22 +236,22 @@ def test_rows_kernel_every_config(block_b, device):
     config = {"BLOCK_B": block_b, "STAGES": 2}
     ref = motion_token_weights_reference(prev.cpu(), nxt.cpu(), patch, normalize=False)
     want = torch.from_numpy(cv_weights(prev.cpu(), nxt.cpu(), patch, normalize=False))
-    raw, pmax = _launch(prev, nxt, patch, True, config=config)
+    raw, pmax = launch_motion(prev, nxt, patch, True, config=config)
     assert torch.equal(raw.cpu(), ref)  # integer maxima: sums of three are exact
     torch.testing.assert_close(raw.cpu().double(), want, rtol=RTOL, atol=0)
     if block_b == _ROWS_CONFIGS[0].kwargs["BLOCK_B"]:  # strided kernel, channels-first storage
         pf, nf = (x.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1) for x in (prev, nxt))
         assert not _rows_path(pf, 3, patch)
-        raw_s, pmax_s = _launch(pf, nf, patch, True)
+        raw_s, pmax_s = launch_motion(pf, nf, patch, True)
         assert torch.equal(raw, raw_s) and torch.equal(pmax, pmax_s)
     amap = blob_map(B, H, W, seed=3).to(device)
     scale = pmax.amax(dim=1).clamp_min(128.0).contiguous()
-    raw_a, _ = _launch(prev, nxt, patch, True, amap, scale, config=config)
+    raw_a, _ = launch_motion(prev, nxt, patch, True, amap, scale, config=config)
     want_a = cv_weights(prev.cpu(), nxt.cpu(), patch, anomaly_map=amap.cpu(), normalize=False)
     torch.testing.assert_close(raw_a.cpu().double(), torch.from_numpy(want_a), rtol=RTOL, atol=0)
     for median in (True, False):
         grad = torch.empty(prev.shape, device=device, dtype=torch.float32)
-        _launch(prev[:, :7], nxt[:, :7], 16, median, grad=grad[:, :7], config=config)
+        launch_motion(prev[:, :7], nxt[:, :7], 16, median, grad=grad[:, :7], config=config)
         assert np.array_equal(grad[:, :7].cpu().numpy(), np.stack(
             cv_gradient(prev[:, :7].cpu(), nxt[:, :7].cpu(), median)))
 
@@ -266,7 +266,7 @@ def test_avenue_production_tile(device):
     prev, nxt = random_frames(1, 320, 640, 3, seed=11)
     assert _rows_path(prev, 3, 16)
     t0 = time.perf_counter()
-    raw, pmax = _launch(prev.to(device), nxt.to(device), 16, True, config=config)
+    raw, pmax = launch_motion(prev.to(device), nxt.to(device), 16, True, config=config)
     elapsed = time.perf_counter() - t0
     assert raw.shape == pmax.shape == (1, 800)
     want = motion_token_weights_reference(prev, nxt, 16, normalize=False)

@@ -149,18 +149,18 @@ def test_filter_max_centre_only(device, kind):
 
 def _blocks() -> list[tuple[int, int]]:
     """The distinct (BRH, BCH) blocks of the fused filter's autotune list."""
-    from aedfast.kernels.smoothing import _FILTER_CONFIGS
+    from aedfast.kernels.smoothing import FILTER_CONFIGS
 
-    return sorted({(c.kwargs["BRH"], c.kwargs["BCH"]) for c in _FILTER_CONFIGS})
+    return sorted({(c.kwargs["BRH"], c.kwargs["BCH"]) for c in FILTER_CONFIGS})
 
 
 def test_filter_autotune_pruning():
     """What the autotuner may time (with more than one entry: on a GPU): blocks that leave at
     least half for outputs and are no larger than the whole map needs (or the smallest)."""
-    from aedfast.kernels.smoothing import _FILTER_CONFIGS, _prune_filter_configs
+    from aedfast.kernels.smoothing import FILTER_CONFIGS, prune_filter_configs
 
     def kept(h, w, k):
-        cfgs = _prune_filter_configs(_FILTER_CONFIGS, {"H": h, "W": w}, KT=k, KH=k, KW=k)
+        cfgs = prune_filter_configs(FILTER_CONFIGS, {"H": h, "W": w}, KT=k, KH=k, KW=k)
         return sorted({(c.kwargs["BRH"], c.kwargs["BCH"]) for c in cfgs})
 
     assert kept(20, 40, 9) == [(16, 64), (32, 64)]  # token maps: 28 x 48 with the halo
