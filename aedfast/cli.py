@@ -1,15 +1,19 @@
-"""The `aedfast` command: demo, train, score, eval, bench, convert, info.
+"""The `aedfast` command: demo, train, score, eval, bench, convert, export, info.
 
 Errors are one clear line on stderr and a non-zero exit code (set AEDFAST_DEBUG=1 for the
-traceback); `--quiet` silences progress, `--json` prints machine-readable results.
+traceback); `--quiet` silences progress, `--json` prints machine-readable results. Results go
+to stdout; progress bars and the library's log records (INFO and up, `logging`) to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 EXIT_ERROR = 1
@@ -18,6 +22,35 @@ EXIT_USAGE = 2
 
 class CliError(Exception):
     """An error reported to the user as one line, without a traceback."""
+
+
+class _StderrHandler(logging.Handler):
+    """Log records as plain lines on the current sys.stderr (looked up per record, so that a
+    replaced stderr, as under pytest, is honoured)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _command_logging(quiet: bool) -> Iterator[None]:
+    """While a command runs, show the library's log records on stderr: INFO and up, WARNING
+    and up with --quiet. The handler and the "aedfast" logger's level are undone afterwards,
+    so that calling `main` leaves a host program's logging as it was."""
+    log = logging.getLogger("aedfast")
+    handler = _StderrHandler(logging.WARNING if quiet else logging.INFO)
+    old_level = log.level
+    log.addHandler(handler)
+    if old_level == logging.NOTSET or old_level > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
 
 
 def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
@@ -106,6 +139,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import report
+    from .progress import progress_enabled
 
     source = args.source
     is_camera = source.isdigit() or "://" in source
@@ -113,15 +147,18 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise CliError(f"no such video file or folder: {source}")
     detector = _load_detector(args)
     out_dir = Path(args.out) if args.out else None
+    show = progress_enabled(not args.quiet)  # AEDFAST_PROGRESS=0 also hides the bar
     if is_camera:
         result = detector.score_camera(
             int(source) if source.isdigit() else source, max_frames=args.max_frames,
-            progress=not args.quiet,
+            progress=show,
         )
     else:
-        result = detector.score_video(source, return_maps=args.overlay, progress=not args.quiet)
+        result = detector.score_video(source, return_maps=args.overlay, progress=show,
+                                      decode=args.decode)
     scores = np.asarray(result.scores, dtype=np.float64)
     payload = {"source": source, "frames": int(len(scores)), "fps": result.fps,
+               "decoder": result.info.get("decoder"),
                "scores": scores.tolist()}
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -153,11 +190,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, format_report
 
     dataset = open_dataset(args.data_root, args.dataset)
+    labels = tracks = None
+    if args.gt:  # frame labels from a ground-truth file (aedfast.data.ground_truth)
+        from .data.ground_truth import read_ground_truth
+
+        labels = read_ground_truth(args.gt, {v.name: len(v) for v in dataset.test},
+                                   kind=args.gt_kind)
+    if args.tracks:  # box tracks: RBDC / TBDC as the paper computes them (region_metrics)
+        from .region_metrics import read_box_tracks
+
+        tracks = read_box_tracks(args.tracks)
     detector = _load_detector(args, protocol=args.protocol)
     result = evaluate(detector, dataset, protocol=args.protocol, plots=args.plots,
                       overlay=args.overlay, progress=not args.quiet,
-                      json_path=args.json_out)
-    _emit(args, result, format_report(result))
+                      json_path=args.json_out, labels=labels, tracks=tracks,
+                      region_threshold=args.region_threshold)
+    _emit(args, result.as_dict(), format_report(result))
+    return 0
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    spec = (args.checkpoint, args.student) if args.student else args.checkpoint
+    smoothing = {"resolution": args.resolution} if args.resolution else "default"
+    res = export_onnx(spec, args.onnx, output=args.output, protocol=args.protocol,
+                      smoothing=smoothing, preset=args.preset, opset=args.opset,
+                      verify=not args.no_verify)
+    _emit(args, res.as_dict(), res.summary())
     return 0
 
 
@@ -255,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", action="store_true", help="write a PNG of the score curve")
     p.add_argument("--overlay", action="store_true", help="write an overlay video of the maps")
     p.add_argument("--max-frames", type=int, default=None, help="camera: stop after N frames")
+    p.add_argument("--decode", default="opencv", choices=["opencv", "cpu", "gpu", "auto"],
+                   help="video file decoder: opencv (reference, default), cpu (torchcodec), "
+                   "gpu (torchcodec + NVDEC, frames stay on the GPU), auto (gpu where it "
+                   "works, else opencv); docs/design.md §12")
     _add_common(p)
     p.set_defaults(func=cmd_score)
 
@@ -269,6 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", dest="json_out", metavar="FILE", help="write the report as JSON")
     p.add_argument("--plots", metavar="DIR", help="write one score plot per video")
     p.add_argument("--overlay", metavar="DIR", help="write overlay videos of the maps")
+    p.add_argument("--gt", metavar="FILE", help="frame labels from this ground-truth file "
+                   "instead of the data set's own (README: Ground truth formats)")
+    p.add_argument("--gt-kind", default="auto",
+                   choices=["auto", "ffp-mat", "npy", "json", "ucf-crime", "ped1"],
+                   help="format of --gt (default: from the extension / content)")
+    p.add_argument("--tracks", metavar="PATH", help="box-track annotations (a folder of "
+                   "per-video .txt files): RBDC / TBDC as the paper computes them")
+    p.add_argument("--region-threshold", type=float, metavar="T", help="with --tracks: "
+                   "detected regions are map > T (default: half of each frame's maximum)")
     _add_detector_args(p, required=False)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_eval)
@@ -292,6 +368,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_convert)
 
+    p = sub.add_parser("export", help="export the model step as an ONNX file",
+                       description="Write the model step (uint8 frames t-3, t, t+3 and the "
+                       "masking noise in; anomaly maps and/or raw frame scores out; dynamic "
+                       "batch) as ONNX, traced from the pure-PyTorch path in float32, and check "
+                       "it in onnxruntime. See README 'Export'.")
+    p.add_argument("checkpoint", help="aedfast .safetensors, or official checkpoint-best.pth")
+    p.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx file")
+    p.add_argument("--student", help="official checkpoint-best-student.pth")
+    p.add_argument("--preset", default="avenue", help="preset of an official checkpoint")
+    p.add_argument("--output", choices=["maps", "scores", "both"], default=None,
+                   help="graph outputs (default: both; scores for --protocol official)")
+    p.add_argument("--protocol", default="paper", choices=["paper", "official"])
+    p.add_argument("--resolution", choices=["pixel", "token"],
+                   help="maps per pixel (default) or per token")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the onnxruntime check of the written file")
+    _add_common(p)
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("info", help="versions, device, backend",
                        description="Print aedfast, torch, triton and CUDA versions, the device "
                        "and which backend will run.")
@@ -309,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "eval":
         args.checkpoint = args.checkpoint or args.checkpoint_pos
     try:
-        return int(args.func(args) or 0)
+        with _command_logging(getattr(args, "quiet", False)):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("aedfast: interrupted", file=sys.stderr)
         return 130

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -38,14 +39,20 @@ def default_weights() -> dict[str, float]:
     return {"a": sm.a, "b": sm.b, "c": sm.c, "d": sm.d}
 
 
+logger = logging.getLogger(__name__)
+
+
 def _say(quiet: bool, text: str) -> None:
+    """A stage of the demo, reported through `logging` (INFO; the CLI shows it on stderr)."""
     if not quiet:
-        print(text, flush=True)
+        logger.info(text)
 
 
 def run_demo(out: str | os.PathLike = "demo_out", *, quiet: bool = False, fast: bool = False,
              device: str | None = None, seed: int = 0) -> dict:
-    """Run the demo; returns its results (the dict written to OUT/results.json).
+    """Run the demo; returns its results (the dict written to OUT/results.json, plus
+    "summary", the text the CLI prints). Stages are reported through `logging` (logger
+    ``aedfast.demo``), bars go to stderr (`aedfast.progress`); nothing is printed.
 
     fast: a smoke-test size (tiny data, a few dozen steps): exercises every stage in about a
     minute, without the accuracy of the full run.
@@ -85,7 +92,7 @@ def run_demo(out: str | os.PathLike = "demo_out", *, quiet: bool = False, fast: 
     det = Detector(ckpt, device=device, smoothing=DEMO_SMOOTHING, seed=seed)
     det.score_video(dataset.test[0].frames(0, 16))  # compile / warm up outside the timing
     result = evaluate(det, dataset, protocol="paper", plots=out / "plots", progress=progress,
-                      localization=False)
+                      localization=False).as_dict()
     # the same model and filter with the library's default weights, for comparison
     base_w = default_weights()
     det_default = Detector(ckpt, device=device, smoothing={**base_w, **DEMO_FILTER}, seed=seed)

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from . import backend_choice as choice
-from .frames import FrameSource, prepare_frames
+from .decode import open_frames
+from .frames import prepare_frames
 from .model import AEDMAE, load_model
 from .scoring import PROTOCOLS, ChunkFilter, Smoothing, finish_scores, resolve_smoothing
 from .step import OFFSET, StepCore, StepRunner, stack_indices
@@ -73,6 +74,16 @@ class VideoResult:
 
     def __len__(self) -> int:
         return int(self.frames)
+
+    @property
+    def pred_score(self) -> np.ndarray:
+        """`scores` under anomalib's name: float32 [T], one smoothed score per frame."""
+        return self.scores
+
+    @property
+    def anomaly_map(self) -> np.ndarray | None:
+        """`maps` under anomalib's name: float32 [T, H, W] (or [T, h, w]), or None."""
+        return self.maps
 
 
 # ----------------------------------------------------------------------------- detector
@@ -297,7 +308,8 @@ class Detector:
 
     @torch.inference_mode()
     def score_video(self, source, *, return_maps: bool = False, progress: bool = False,
-                    max_frames: int | None = None, channel_order: str = "bgr") -> VideoResult:
+                    max_frames: int | None = None, channel_order: str = "bgr",
+                    decode: str = "opencv") -> VideoResult:
         """Score every frame of a video.
 
         source: a video file path (decoded with OpenCV in a background thread), a folder of
@@ -306,6 +318,9 @@ class Detector:
             iterable of [H, W, 3] uint8 frames, or a camera index / stream URL.
         return_maps: also return the per-frame anomaly maps (paper protocol).
         max_frames: stop after this many frames.
+        decode: how a video file is decoded: "opencv" (the reference), "cpu" (torchcodec),
+            "gpu" (torchcodec with NVDEC: frames stay on the device) or "auto" ("gpu" where
+            it works, else OpenCV with one logged line); docs/design.md §12, aedfast.decode.
         Any frame size: frames are resized on the device. Videos of 1 or 2 frames are scored
         (missing neighbours = frame t). A truncated file is scored up to the last frame that
         decodes, with a RuntimeWarning; zero frames raise ValueError.
@@ -316,7 +331,8 @@ class Detector:
         sm = self.smoothing
         B = self.batch_size
         chunk = max(B, 16)
-        src = FrameSource(source, chunk, pin=self.device.type == "cuda", max_frames=max_frames)
+        src = open_frames(source, decode=decode, device=self.device, chunk=chunk,
+                          max_frames=max_frames)
         cap = B + chunk + 2 * OFFSET + 2
         store = self._store
         if store is None or store.shape[0] < cap:
@@ -381,12 +397,17 @@ class Detector:
         T = uploaded
         raw_np = raw.float().cpu().numpy()
         scores_np = scores.float().cpu().numpy()
+        if not (np.isfinite(scores_np).all() and np.isfinite(raw_np).all()):
+            # the loop's one finite check, on the host copy (docs/design.md §7)
+            raise ValueError(f"{src.name}: the model's maps or scores contain NaN or inf "
+                             "(corrupt weights, or values beyond float range)")
         secs = time.perf_counter() - t_start
         return VideoResult(
             scores=scores_np, raw_scores=raw_np,
             maps=np.concatenate(map_parts) if return_maps else None,
             frames=T, seconds=secs, fps=T / secs if secs > 0 else float("inf"),
-            info={**self.describe(), "source": src.name, "truncated": src.truncated},
+            info={**self.describe(), "source": src.name, "truncated": src.truncated,
+                  "decoder": src.decoder},
         )
 
     def score_camera(self, source: int | str, *, max_frames: int | None = None,

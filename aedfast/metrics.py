@@ -1,6 +1,6 @@
 """Evaluation metrics: frame-level AUC by the official protocol (docs/design.md §5), pixel-level
-AUC, and the region- and track-based detection criteria RBDC / TBDC (Ramachandra & Jones,
-"Street Scene", WACV 2020).
+AUC, and a mask-derived variant of the region- and track-based detection criteria RBDC / TBDC
+(not the paper's numbers: those are `aedfast.region_metrics`, docs/design.md §11).
 
 Frame level
     `official_filter` is the official temporal Gaussian filter; `micro_macro_auc` the official
@@ -12,7 +12,7 @@ Pixel level
     random subsample when there are more than `max_pixels`). `PixelAUC`: the same AUC streamed
     frame by frame (docs/design.md §5), within `PixelAUC.error_bound()` of the exact value.
 
-RBDC / TBDC, implementation choices (the paper leaves some open):
+Mask-derived RBDC / TBDC ("mask_rbdc", "mask_tbdc"; regions and tracks from pixel masks):
     - detected regions: 8-connected components of ``map > threshold`` in each frame;
       ground-truth regions: 8-connected components of each frame's mask;
     - a detected region is a true positive if its IoU with some ground-truth region of the same
@@ -32,9 +32,9 @@ RBDC / TBDC, implementation choices (the paper leaves some open):
       at `max_fp`; beyond the largest FP/frame reached the curve stays at its last rate) and
       divided by `max_fp`, so RBDC and TBDC lie in [0, 1];
     - maps whose size differs from the masks are resized to the mask size (bilinear);
-    - default thresholds of `rbdc_tbdc` (all maps in memory): 32 evenly spaced between the
+    - default thresholds of `mask_rbdc_tbdc` (all maps in memory): 32 evenly spaced between the
       smallest and largest map value plus 32 quantiles of the map values dense near the top
-      (1 - geomspace(1e-4, 1)); streamed (`DetectionAccumulator` without thresholds, as in
+      (1 - geomspace(1e-4, 1)); streamed (`MaskDetectionAccumulator` without thresholds, as in
       `evaluate`): the same rule on the first video (a strided subsample of <= 65536 values),
       then each video with values above every value seen so far adds 16 more by the same rule
       over its values above that maximum (up to 256 in all). Such an added threshold detects
@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from .kernels.smoothing import temporal_weights
+from .kernels.temporal import temporal_weights
 from .scoring import minmax_normalize
 
 # The official inference settings per data set: filter range R, mu (sigma) S, per-video min-max
@@ -63,7 +63,7 @@ OFFICIAL_PROTOCOL: dict[str, dict] = {
 def official_kernel(R: int, S: float) -> np.ndarray:
     """The official Gaussian kernel g over support 1..R-1, centred on the support's element at
     index len//2 - 1 (one sample left of centre). float64 [R - 1]. Its one formula lives in
-    `aedfast.kernels.smoothing.temporal_weights` (protocol "official", support R - 1)."""
+    `aedfast.kernels.temporal.temporal_weights` (protocol "official", support R - 1)."""
     if int(R) != R or R < 2:
         raise ValueError(f"filter range R must be an integer >= 2, got {R}")
     if not S > 0:
@@ -357,9 +357,9 @@ def _levels(sample: np.ndarray, lo: float, hi: float, n: int) -> np.ndarray:
 
 
 def default_thresholds(maps, n: int = 64, max_samples: int = 2_000_000) -> np.ndarray:
-    """Thresholds for `rbdc_tbdc`: n/2 evenly spaced over the range of the finite map values and
-    n/2 quantiles dense near the top (levels 1 - geomspace(1e-4, 1)) of a strided subsample of
-    at most ~max_samples values. float64 [<= n], sorted."""
+    """Thresholds for `mask_rbdc_tbdc`: n/2 evenly spaced over the range of the finite map
+    values and n/2 quantiles dense near the top (levels 1 - geomspace(1e-4, 1)) of a strided
+    subsample of at most ~max_samples values. float64 [<= n], sorted."""
     sample, lo, hi = _sample(maps, max_samples)
     if sample.size == 0:
         raise ValueError("maps hold no finite values")
@@ -387,9 +387,9 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-class DetectionAccumulator:
-    """RBDC / TBDC counts streamed video by video (docs/design.md §5; definitions in the module
-    docstring): per threshold the sums over frames of false positives, detected regions and
+class MaskDetectionAccumulator:
+    """Mask-derived RBDC / TBDC counts streamed per video (docs/design.md §5; definitions in the
+    module docstring): per threshold the sums over frames of false positives, detected regions and
     detected tracks (tracks never span videos), int64 [K] each; memory O(K) plus one video's
     ground-truth regions.
 
@@ -427,7 +427,7 @@ class DetectionAccumulator:
         self.det_tracks = np.concatenate([self.det_tracks, zero + hit_none * self.n_tracks])
 
     def add(self, maps, masks) -> None:
-        """Add videos: maps and masks as for `rbdc_tbdc` (one video or a list of videos)."""
+        """Add videos: maps and masks as for `mask_rbdc_tbdc` (one video or a list of videos)."""
         for v, (ms, ks) in enumerate(_videos(maps, masks)):
             self.start_video(ms)
             for m, k in frame_pairs(ms, ks, self.size, video=v):
@@ -512,7 +512,7 @@ class DetectionAccumulator:
         self.n_tracks += n_tracks
 
     def curves(self) -> dict[str, np.ndarray]:
-        """The dict `detection_curves` returns."""
+        """The dict `mask_detection_curves` returns."""
         if self.n_frames == 0:
             raise ValueError("no frames")
         nan = np.full(self.thresholds.size, np.nan)
@@ -529,20 +529,21 @@ class DetectionAccumulator:
             c["fp_per_frame"], c["tbdr"], max_fp)
 
 
-def detection_curves(maps_per_video, masks_per_video, *, thresholds: Sequence[float] | None = None,
-                     overlap: float = 0.1, track_fraction: float = 0.1,
-                     size: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+def mask_detection_curves(maps_per_video, masks_per_video, *,
+                          thresholds: Sequence[float] | None = None, overlap: float = 0.1,
+                          track_fraction: float = 0.1, size: tuple[int, int] | None = None
+                          ) -> dict[str, np.ndarray]:
     """Per threshold: false positives per frame, region and track detection rates.
 
     The cost is one connected-component labelling per frame and threshold at the masks' size
     (or at `size` = (H, W), to which maps and masks are resized first: a smaller size is faster).
-    Default thresholds: `default_thresholds` of all maps. A `DetectionAccumulator` does the work.
+    Default thresholds: `default_thresholds` of all maps; a `MaskDetectionAccumulator` works.
 
     Returns a dict of float64 arrays [K]: "thresholds", "fp_per_frame", "rbdr", "tbdr", and the
     counts "n_regions", "n_tracks", "n_frames" (0-d). Definitions in the module docstring.
     """
     thr = default_thresholds(maps_per_video) if thresholds is None else thresholds
-    acc = DetectionAccumulator(thr, overlap=overlap, track_fraction=track_fraction, size=size)
+    acc = MaskDetectionAccumulator(thr, overlap=overlap, track_fraction=track_fraction, size=size)
     acc.add(maps_per_video, masks_per_video)
     return acc.curves()
 
@@ -571,10 +572,10 @@ def curve_area(fp_per_frame: np.ndarray, rate: np.ndarray, max_fp: float = 1.0) 
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0) / max_fp)
 
 
-def rbdc_tbdc(maps_per_video, masks_per_video, *, thresholds: Sequence[float] | None = None,
-              overlap: float = 0.1, track_fraction: float = 0.1, max_fp: float = 1.0,
-              size: tuple[int, int] | None = None) -> tuple[float, float]:
-    """(RBDC, TBDC): region- and track-based detection criteria (Ramachandra & Jones, 2020).
+def mask_rbdc_tbdc(maps_per_video, masks_per_video, *, thresholds: Sequence[float] | None = None,
+                   overlap: float = 0.1, track_fraction: float = 0.1, max_fp: float = 1.0,
+                   size: tuple[int, int] | None = None) -> tuple[float, float]:
+    """Mask-derived (RBDC, TBDC), not the paper's (`aedfast.region_metrics.rbdc_tbdc` is).
 
     maps_per_video: per video float anomaly maps [T, H, W] (or a list of [H, W]); masks_per_video:
     per video ground-truth masks in the same structure (nonzero = anomalous; e.g.
@@ -584,14 +585,14 @@ def rbdc_tbdc(maps_per_video, masks_per_video, *, thresholds: Sequence[float] | 
     this (H, W) instead of the masks' size (faster when smaller). Both lie in [0, 1];
     NaN when the ground truth has no anomalous region. See the module docstring for details.
     """
-    c = detection_curves(maps_per_video, masks_per_video, thresholds=thresholds,
-                         overlap=overlap, track_fraction=track_fraction, size=size)
+    c = mask_detection_curves(maps_per_video, masks_per_video, thresholds=thresholds,
+                              overlap=overlap, track_fraction=track_fraction, size=size)
     return (curve_area(c["fp_per_frame"], c["rbdr"], max_fp),
             curve_area(c["fp_per_frame"], c["tbdr"], max_fp))
 
 
 __all__ = [
-    "OFFICIAL_PROTOCOL", "curve_area", "default_thresholds", "detection_curves",
-    "DetectionAccumulator", "PixelAUC", "frame_pairs", "micro_macro_auc", "official_auc",
-    "official_filter", "official_kernel", "official_postprocess", "pixel_auc", "rbdc_tbdc",
+    "OFFICIAL_PROTOCOL", "curve_area", "default_thresholds", "mask_detection_curves",
+    "MaskDetectionAccumulator", "PixelAUC", "frame_pairs", "micro_macro_auc", "official_auc",
+    "official_filter", "official_kernel", "official_postprocess", "pixel_auc", "mask_rbdc_tbdc",
 ]

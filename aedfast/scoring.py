@@ -225,7 +225,10 @@ class ChunkFilter:
     def _filter(self, vol: torch.Tensor) -> torch.Tensor:
         if self.window is None:
             return vol.float().amax(dim=(1, 2))
-        return smooth_scores(vol, window=self.window, window_kind=self.kind, sigma=None)
+        # check=False: no host read per chunk; NaN/inf shows as NaN scores, tested once per
+        # video by the caller (docs/design.md §7)
+        return smooth_scores(vol, window=self.window, window_kind=self.kind, sigma=None,
+                             check=False)
 
     def push(self, maps: torch.Tensor) -> None:
         self.buf.append(maps)
@@ -260,7 +263,7 @@ def finish_scores(filtered: torch.Tensor, smoothing: Smoothing, protocol: str,
     s = filtered.float()
     if smoothing.sigma is not None and smoothing.support is not None:
         s = smooth_scores(s.reshape(-1, 1, 1), window=None, sigma=smoothing.sigma,
-                          support=smoothing.support, protocol=smoothing.temporal)
+                          support=smoothing.support, protocol=smoothing.temporal, check=False)
     if protocol == "official" and official_dataset == "shanghaitech":
         s = minmax_normalize(s)
     return s

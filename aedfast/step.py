@@ -244,7 +244,9 @@ class StepRunner:
                 self.replays += 1
                 maps, raw = g.maps[:k].clone(), g.raw[:k].clone()
             else:
-                i_t, t_t = i_t.to(self.device), t_t.to(self.device)
+                # pageable sources: staged at once, no wait for the GPU (docs/design.md §7)
+                i_t = i_t.to(self.device, non_blocking=True)
+                t_t = t_t.to(self.device, non_blocking=True)
                 maps, raw = self.step(gather_frames(store, i_t), t_t)
                 maps, raw = maps[:k], raw[:k]
             maps_out.append(maps)

@@ -9,25 +9,79 @@ Streaming delay (docs/design.md §9): frame t's model input needs frame t+3, so 
 3 frames after it arrives; the 3D filter then needs window[0]//2 further frames and the
 temporal Gaussian support//2 more. `DetectorStream.delay` = 3 + window[0]//2 + support//2
 frames (25 frames with the defaults: one second at 25 fps).
+
+Results are typed: each final score is a `FrameScore` (frame, score), a named tuple, and a
+step returns a `StreamStep`, a read-only mapping {stream id: [FrameScore, ...]} that also
+carries the step's dropped-frame errors.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 
 from .frames import check_frames_array
-from .kernels.smoothing import parse_temporal, parse_window, temporal_weights, window_weights
+from .kernels.smoothing import parse_window, window_weights
+from .kernels.temporal import parse_temporal, temporal_weights
 from .step import OFFSET, stack_indices
 
 if TYPE_CHECKING:
     from .detector import Detector
 
-__all__ = ["DetectorStream", "StreamingSmoother"]
+__all__ = ["DetectorStream", "FrameScore", "StreamStep", "StreamingSmoother"]
+
+
+# ----------------------------------------------------------------------------- results
+
+
+class FrameScore(NamedTuple):
+    """One frame's final score from a stream. A tuple: ``t, s = item`` and ``item[1]`` work
+    as with the plain (frame, score) tuples of earlier versions."""
+
+    frame: int  # the frame's index in its stream (0 = the stream's first frame)
+    score: float  # its smoothed anomaly score (float32 precision)
+
+    @property
+    def pred_score(self) -> float:
+        """`score` under anomalib's name."""
+        return self.score
+
+
+@dataclass(eq=False)
+class StreamStep(Mapping):
+    """What a stream step returns: {stream id: [FrameScore, ...]} for every stream fed (lists
+    empty while a stream's delay is not yet filled), read-only; ``==`` compares it with any
+    mapping, e.g. a plain dict of lists of (frame, score) tuples.
+
+    scores: the mapping itself. errors: {stream id: message} of the frames dropped in this
+    step (`DetectorStream` with strict=False; empty otherwise).
+    """
+
+    scores: dict[Hashable, list[FrameScore]]
+    errors: dict[Hashable, str] = field(default_factory=dict)
+
+    def __getitem__(self, stream_id: Hashable) -> list[FrameScore]:
+        return self.scores[stream_id]
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter(self.scores)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def as_dict(self) -> dict[Hashable, list[tuple[int, float]]]:
+        """{stream id: [(frame, score), ...]} with plain tuples (for JSON and old callers)."""
+        return {sid: [(int(t), float(v)) for t, v in items] for sid, items in self.scores.items()}
+
+    @property
+    def pred_score(self) -> dict[Hashable, list[float]]:
+        """{stream id: [score, ...]}: the scores alone, under anomalib's name."""
+        return {sid: [v.score for v in items] for sid, items in self.scores.items()}
 
 
 # ----------------------------------------------------------------------------- smoother
@@ -110,14 +164,14 @@ class StreamingSmoother:
             self._free = list(range(grown.shape[0] - 1, n - 1, -1))
         self._streams[stream_id] = _Stream(self._free.pop())
 
-    def remove_stream(self, stream_id: Hashable, flush: bool = True) -> list[tuple[int, float]]:
+    def remove_stream(self, stream_id: Hashable, flush: bool = True) -> list[FrameScore]:
         """Close a stream. With flush (the default) its remaining scores are computed with the
         offline end borders and returned, as `flush` does; flush=False drops them."""
         out = self.flush(stream_id) if flush else []
         self._free.append(self._streams.pop(stream_id).slot)
         return out
 
-    def flush(self, stream_id: Hashable) -> list[tuple[int, float]]:
+    def flush(self, stream_id: Hashable) -> list[FrameScore]:
         """Finish a stream at its end: every not yet emitted score, with end borders exactly
         as offline. The stream stays open but takes no further frames (remove it next)."""
         st = self._get(stream_id)
@@ -129,13 +183,13 @@ class StreamingSmoother:
         return out
 
     def step(self, maps: Mapping[Hashable, torch.Tensor] | torch.Tensor,
-             ids: Sequence[Hashable] | None = None) -> dict[Hashable, list[tuple[int, float]]]:
+             ids: Sequence[Hashable] | None = None) -> StreamStep:
         """Feed frames and collect the scores that became final.
 
         maps: {id: [h, w] or [k, h, w] (k consecutive frames)} or a batched [S, h, w] tensor
             with `ids` naming its S streams. Streams not named do not advance.
-        Returns {id: [(frame_index, score), ...]} for every stream fed (lists may be empty
-        during the first `delay` frames).
+        Returns a `StreamStep` {id: [FrameScore(frame_index, score), ...]} for every stream
+        fed (lists may be empty during the first `delay` frames).
         """
         if isinstance(maps, torch.Tensor):
             # the batched form: one frame per stream, checked and converted in one go
@@ -169,7 +223,7 @@ class StreamingSmoother:
                 self._check_finite([sid for sid, _ in sub], frames)
                 subs.append((sub, frames))
             fed_ids = list(fed)
-        out: dict[Hashable, list[tuple[int, float]]] = {sid: [] for sid in fed_ids}
+        out: dict[Hashable, list[FrameScore]] = {sid: [] for sid in fed_ids}
         kt = self.window[0]
         for sub, frames in subs:
             pos = torch.tensor([st.slot * kt + st.n_in % kt for _, st in sub],
@@ -181,7 +235,7 @@ class StreamingSmoother:
             self._filter_ready(streams, final=False)
             for (sid, _), scores in zip(sub, self._emit(streams, final=False)):
                 out[sid] += scores
-        return out
+        return StreamStep(out)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -226,14 +280,13 @@ class StreamingSmoother:
         acc = ring.index_select(0, idx[0]).mul_(self._wt[0])
         for k in range(1, kt):
             acc.add_(ring.index_select(0, idx[k]), alpha=self._wt[k])
-        lens = torch.ones(len(frame), dtype=torch.int64, device=self.device)
-        maxima = torch.ops.aedfast.filter_frame_max(acc, lens, [1, *self.window[1:]],
-                                                    self.window_kind, True)
+        maxima = torch.ops.aedfast.filter_frame_max(acc, [1] * len(frame), [1, *self.window[1:]],
+                                                    self.window_kind, True, True)
         self._mx[slot_a, f_a % self._R] = maxima.double().cpu().numpy()
         for st in streams:
             st.n_max = max(st.n_max, st.n_in if final else st.n_in - self.rt)
 
-    def _emit(self, streams: Sequence[_Stream], final: bool) -> list[list[tuple[int, float]]]:
+    def _emit(self, streams: Sequence[_Stream], final: bool) -> list[list[FrameScore]]:
         """The scores that became final, per stream: the temporal Gaussian of each ready
         frame's maxima (replicated borders for "centered", zeros for "official"), all
         streams' frames in one float64 product, rounded to float32."""
@@ -246,7 +299,7 @@ class StreamingSmoother:
                 last.append(st.n_max - 1)
                 owner.append(i)
             st.n_out = max(st.n_out, ready)
-        out: list[list[tuple[int, float]]] = [[] for _ in streams]
+        out: list[list[FrameScore]] = [[] for _ in streams]
         if not frame:
             return out
         g_a, last_a = np.asarray(frame), np.asarray(last)[:, None]
@@ -256,7 +309,7 @@ class StreamingSmoother:
             vals = np.where((j >= 0) & (j <= last_a), vals, 0.0)  # zero padding
         scores = (vals @ self._w).astype(np.float32).tolist()
         for i, g, sc in zip(owner, frame, scores):
-            out[i].append((g, sc))
+            out[i].append(FrameScore(int(g), sc))
         return out
 
 # ----------------------------------------------------------------------------- streams
@@ -277,7 +330,8 @@ class DetectorStream:
     `step(frames)` takes {stream_id: frame} (or a sequence / [S, H, W, 3] batch aligned with
     `ids`); each frame is uint8 [H, W, 3] BGR (grey / BGRA accepted as in `score_video`), in
     host or device memory, any size (resized on the device; a stream may change size). It
-    returns {stream_id: [(frame_index, score), ...]} with the scores that became final.
+    returns a `StreamStep` {stream_id: [FrameScore(frame_index, score), ...]} with the scores
+    that became final (and the step's dropped-frame errors).
     Streams that get no frame in a step do not advance.
 
     Delay: frame t of a stream is scored when frame t + `delay` arrives, `delay` =
@@ -366,14 +420,15 @@ class DetectorStream:
         return stream_id
 
     @torch.inference_mode()
-    def remove(self, stream_id: Hashable) -> list[tuple[int, float]]:
+    def remove(self, stream_id: Hashable) -> list[FrameScore]:
         """Close a stream: its remaining frames are scored (end borders as offline) and
-        returned as [(frame_index, score), ...]."""
+        returned as [FrameScore(frame_index, score), ...]."""
         return self.remove_many([stream_id])[stream_id]
 
     @torch.inference_mode()
-    def remove_many(self, stream_ids: Iterable[Hashable]) -> dict[Hashable, list]:
-        """Close several streams at once (one batched model step); {id: [(t, score), ...]}."""
+    def remove_many(self, stream_ids: Iterable[Hashable]) -> StreamStep:
+        """Close several streams at once (one batched model step); a `StreamStep`
+        {id: [FrameScore(t, score), ...]}."""
         sts = {}
         for sid in stream_ids:
             if sid not in self._states:
@@ -388,10 +443,11 @@ class DetectorStream:
             out[sid] = out.get(sid, []) + self.smoother.remove_stream(sid, flush=True)
             del self._states[sid]
             self._free_rows.append(st.row)
-        return out
+        return StreamStep(out)
 
-    def close(self) -> dict[Hashable, list]:
-        """Close every stream; {id: [(frame_index, score), ...]} of their remaining frames."""
+    def close(self) -> StreamStep:
+        """Close every stream; {id: [FrameScore(frame_index, score), ...]} of their remaining
+        frames."""
         return self.remove_many(list(self._states))
 
     # -- steps ----------------------------------------------------------------------------
@@ -409,9 +465,10 @@ class DetectorStream:
 
     @torch.inference_mode()
     def step(self, frames: Mapping[Hashable, object] | Sequence | np.ndarray | torch.Tensor,
-             ids: Sequence[Hashable] | None = None) -> dict[Hashable, list[tuple[int, float]]]:
-        """Ingest one frame per named stream; returns {id: [(frame_index, score), ...]}
-        for the streams fed (empty lists while their delay is not yet filled)."""
+             ids: Sequence[Hashable] | None = None) -> StreamStep:
+        """Ingest one frame per named stream; returns a `StreamStep` {id: [FrameScore(
+        frame_index, score), ...]} for the streams fed (empty lists while their delay is not
+        yet filled), with `errors` = `last_errors`."""
         if isinstance(frames, Mapping):
             items = list(frames.items())
         else:
@@ -452,9 +509,9 @@ class DetectorStream:
                 jobs.append((sid, st, [t], None))
         self.frames_in += len(good)
         out = self._score(jobs)
-        return {sid: out.get(sid, []) for sid, _ in good}
+        return StreamStep({sid: out.get(sid, []) for sid, _ in good}, dict(self.last_errors))
 
-    def _score(self, jobs: list) -> dict[Hashable, list]:
+    def _score(self, jobs: list) -> dict[Hashable, list[FrameScore]]:
         """Model + maps for the given (stream, state, frame indices, last frame) jobs, then the
         streaming smoother. Index arithmetic is vectorised over all jobs (no per-stream numpy
         calls: at 1,000 streams those were most of a step's host time)."""
@@ -477,10 +534,10 @@ class DetectorStream:
                                      lambda f: bases + f % slots)
         maps, _raw = self.runner.run(self.store, idx, tids)
         if len(tids) == len(jobs):  # one frame per stream: the smoother's batched form
-            return self.smoother.step(maps, ids=[sid for sid, *_ in jobs])
+            return dict(self.smoother.step(maps, ids=[sid for sid, *_ in jobs]).scores)
         per = {}
         i = 0
         for sid, _st, t, _ in jobs:
             per[sid] = maps[i:i + len(t)]
             i += len(t)
-        return self.smoother.step(per)
+        return dict(self.smoother.step(per).scores)

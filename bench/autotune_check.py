@@ -165,7 +165,7 @@ def motion_cases(kernel_name: str, presets: list[str], batch: int, device):
 def smoothing_cases(kernel_name: str, presets: list[str], batch: int, device):
     import torch
 
-    from aedfast.kernels import smoothing
+    from aedfast.kernels import smoothing, temporal
     from aedfast.model import get_preset
 
     frames = 12 if device.type == "cpu" else 200
@@ -193,9 +193,9 @@ def smoothing_cases(kernel_name: str, presets: list[str], batch: int, device):
                 for protocol in ("centered", "official"):
                     yield (f"{int(lengths.sum())} frame scores, support 37, {protocol}",
                            lambda s=scores, n=lengths, p=protocol:
-                           smoothing.temporal_gaussian_triton(s, n, 37, 11.0, p),
+                           temporal.temporal_gaussian_triton(s, n, 37, 11.0, p),
                            lambda s=scores, n=lengths, p=protocol:
-                           smoothing.temporal_gaussian_reference(s, n, 37, 11.0, p),
+                           temporal.temporal_gaussian_reference(s, n, 37, 11.0, p),
                            1e-5)
 
 
@@ -213,9 +213,9 @@ def autotuned_kernels() -> list[tuple[str, object]]:
     """(name, autotuner) of every @triton.autotune kernel in aedfast.kernels' modules."""
     from triton.runtime.autotuner import Autotuner
 
-    from aedfast.kernels import cvt, motion, smoothing
+    from aedfast.kernels import cvt, motion, smoothing, temporal
 
-    return [(name, obj) for mod in (cvt, motion, smoothing) for name, obj in vars(mod).items()
+    return [(name, obj) for mod in (cvt, motion, smoothing, temporal) for name, obj in vars(mod).items()
             if isinstance(obj, Autotuner)]
 
 

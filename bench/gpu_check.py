@@ -10,8 +10,10 @@ wall-clock plan that fits one device command with room to spare:
   throughput (avenue and shanghaitech, batch 256, bf16 compiled + CUDA graphs, against eager
   in the same run, with board power and frames per joule), and one profiled Detector step.
 - kernels (240 s): device probe, copy-bandwidth and bf16 matmul ceilings, every autotune
-  entry of every kernel against its torch reference, and the three kernel families against
-  eager PyTorch and torch.compile of their references at the presets' sizes.
+  entry of every kernel against its torch reference, the three kernel families against
+  eager PyTorch and torch.compile of their references at the presets' sizes, and video
+  decoding (bench/decode_bench.py: OpenCV, torchcodec CPU and NVDEC frames/s, pixels against
+  OpenCV, end-to-end file scoring per decoder).
 
 Each stage runs in its own process group under min(its limit, the command's time left - 30 s)
 and is killed whole (SIGINT, then SIGKILL) at that limit; its exit status is kept (no pipes).
@@ -97,24 +99,31 @@ PLAN: dict[str, list[Stage]] = {
               rows="profile"),
     ],
     "kernels": [
-        Stage("device", 15, "the device, driver and versions are recorded (nvidia-smi, torch)",
+        Stage("device", 10, "the device, driver and versions are recorded (nvidia-smi, torch)",
               ("nvidia-smi: no NVIDIA driver on a CPU machine",)),
-        Stage("ceilings", 20, "copy bandwidth and bf16 matmul rate: the ceilings the kernel "
+        Stage("ceilings", 15, "copy bandwidth and bf16 matmul rate: the ceilings the kernel "
               "rows are fractions of", ("bf16 matmul: the CPU measures float32",),
               rows="ceilings"),
-        Stage("autotune", 70, "every autotune entry of every Triton kernel, run alone, equals "
+        Stage("autotune", 60, "every autotune entry of every Triton kernel, run alone, equals "
               "the kernel's torch reference at the presets' sizes",
               ("preset sizes: the interpreter runs every entry at the tiny preset's",),
               rows="autotune"),
-        Stage("motion", 30, "motion kernel vs eager and torch.compile(reference), avenue and "
+        Stage("motion", 25, "motion kernel vs eager and torch.compile(reference), avenue and "
               "shanghaitech at batch 256, fraction of copy bandwidth",
               REHEARSAL_KERNEL_SKIPS, rows="motion"),
         Stage("cvt", 45, "fused CvT blocks (D 256 / 128, T 401 / 801, batch 256, bf16) vs "
               "eager, the torch backend and torch.compile(reference); TFLOP/s, bandwidth",
               REHEARSAL_KERNEL_SKIPS, rows="cvt"),
-        Stage("smoothing", 30, "3D filter + frame max + temporal Gaussian on 20x40 token and "
+        Stage("smoothing", 25, "3D filter + frame max + temporal Gaussian on 20x40 token and "
               "320x640 pixel maps vs eager and torch.compile(reference), bandwidth fraction",
               REHEARSAL_KERNEL_SKIPS, rows="smoothing"),
+        Stage("decode", 30, "video decoding at 640x360 and 856x480 (300-frame H.264 clips): "
+              "OpenCV 1 thread / all cores / one process per core, torchcodec CPU and NVDEC "
+              "frames/s, NVDEC pixels against OpenCV, score_video per decoder (tiny preset); "
+              "measurements not started within 18 s are reported as skipped (docs/design.md §12)",
+              ("NVDEC: no CUDA device (its rows say unavailable)",
+               "sizes: one 136x72 clip of 16 frames, one round"),
+              rows="decode"),
     ],
 }
 
@@ -167,6 +176,11 @@ def stage_command(command: str, stage: str, rehearse: bool, out: Path
                 "--frames", size[2], *size[3:]], env
     if stage == "ceilings":
         return [py, "-m", "bench.ceilings"], env
+    if stage == "decode":
+        size = (["--sizes", "136x72", "--frames", "16", "--unique", "8", "--rounds", "1"]
+                if rehearse else ["--frames", "300", "--unique", "30", "--rounds", "2",
+                                  "--budget", "18"])
+        return [py, "-m", "bench.decode_bench", "--out", str(out / "decode"), *size], env
     if stage == "autotune":
         return [py, "-m", "bench.autotune_check"], env
     bench = [py, *PYTEST, "-s", "--benchmark-disable"]

@@ -18,11 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from aedfast.kernels import smooth_scores
-from aedfast.kernels.smoothing import (
-    filter_frame_max_reference,
-    filter_frame_max_triton,
-    temporal_gaussian_reference,
-)
+from aedfast.kernels.smoothing import filter_frame_max_reference, filter_frame_max_triton
+from aedfast.kernels.temporal import temporal_gaussian_reference
 from aedfast.model import get_preset
 from bench.common import (
     COMPILE_BACKEND,

@@ -10,9 +10,9 @@ their frames never mix):
    "gaussian", borders replicated within each video (scipy.ndimage mode "nearest"), then the
    max over each filtered frame. The Triton kernel fuses all of it: the filtered volume is
    never written to memory.
-2. `aedfast::temporal_gaussian`: the frame scores smoothed by a temporal Gaussian, either
-   "centered" (normalised symmetric kernel, borders replicated) or "official" (docs/design.md §5:
-   the un-normalised kernel one sample off centre, zero padding).
+2. `aedfast::temporal_gaussian` (kernels/temporal.py): the frame scores smoothed by a temporal
+   Gaussian, either "centered" (normalised symmetric kernel, borders replicated) or "official"
+   (docs/design.md §5: the un-normalised kernel one sample off centre, zero padding).
 
 Gaussian window of size k along an axis: sigma = k / 6 and radius k // 2, i.e.
 scipy.ndimage.gaussian_filter(x, sigma=k/6, mode="nearest", radius=k//2) (equivalently
@@ -28,16 +28,13 @@ import torch
 import torch.nn.functional as F
 
 from ._triton import autotune_configs, check_triton_device, tl, triton
+from .temporal import device_lengths, lengths_list, parse_temporal
 
 __all__ = [
     "filter_frame_max_reference",
     "filter_frame_max_triton",
-    "parse_temporal",
     "parse_window",
     "smooth_scores",
-    "temporal_gaussian_reference",
-    "temporal_gaussian_triton",
-    "temporal_weights",
     "window_weights",
 ]
 
@@ -59,35 +56,18 @@ def window_weights(size: int, kind: str) -> list[float]:
     return [v / s for v in g]
 
 
-def temporal_weights(support: int, sigma: float, protocol: str) -> list[float]:
-    """Temporal Gaussian weights w[k], k = 0..support-1, applied as
-    out[i] = sum_k w[k] * s[i + k - support//2].
-
-    centered: exp(-0.5 ((k - support//2) / sigma)^2), normalised to sum 1.
-    official (docs/design.md §5, support = R - 1): g(s) = exp(-0.5 ((s - c) / S)^2) /
-    (S sqrt(2 pi)) for
-    s = 1..R-1 with c = the support's element at index len//2 - 1, i.e. c = support//2 (and
-    c = 1 for support 1, index -1) and w[k] = g(k + 1): one sample off centre and not
-    normalised, exactly as the official code.
-    """
-    half = support // 2
-    if protocol == "centered":
-        g = [math.exp(-0.5 * ((k - half) / sigma) ** 2) for k in range(support)]
-        s = sum(g)
-        return [v / s for v in g]
-    # the official code's support[len // 2 - 1], Python's wrap-around included (support 1)
-    c = (half - 1) % support + 1
-    norm = 1.0 / (sigma * math.sqrt(2.0 * math.pi))
-    return [norm * math.exp(-0.5 * ((k + 1 - c) / sigma) ** 2) for k in range(support)]
-
-
 _NON_FINITE = ("maps contain NaN or inf (or values so large that the filter overflows "
                "float32): clean them before smoothing")
 
 
-def _check_finite_result(values: torch.Tensor) -> None:
-    if not bool(torch.isfinite(values).all()):
-        raise ValueError(_NON_FINITE)
+def _finite_or_nan(out: torch.Tensor, finite: torch.Tensor, check: bool) -> torch.Tensor:
+    """check: raise on a False `finite` (one host read); else no host read: every output of
+    the call becomes NaN, for the caller to test once (docs/design.md §7)."""
+    if check:
+        if not bool(finite):
+            raise ValueError(_NON_FINITE)
+        return out
+    return torch.where(finite, out, float("nan"))
 
 
 # ----------------------------------------------------------------------------------------
@@ -116,26 +96,28 @@ def _separable_filter(x: torch.Tensor, weights: Sequence[list[float]]) -> torch.
 _BATCH_VALUES = 1 << 18  # values per batched pass of the reference filter: 1 MB, cache-sized
 
 
-def filter_frame_max_reference(maps: torch.Tensor, lengths: torch.Tensor,
+def filter_frame_max_reference(maps: torch.Tensor, lengths: Sequence[int] | torch.Tensor,
                                window: Sequence[int], kind: str = "box",
-                               centre_only: bool = False) -> torch.Tensor:
+                               centre_only: bool = False, check: bool = True) -> torch.Tensor:
     """Eager torch: per video, replicate padding + separable conv3d, then amax per frame.
 
     maps [N, H, W] float, lengths [V] int (sum N). Returns float32 [N] (the max of every
     filtered frame) or, with centre_only, [V] (only frame lengths//2 of each video: the
-    streaming path, which packs one window per video).
+    streaming path, which packs one window per video). NaN/inf in maps: ValueError, or with
+    check=False all-NaN scores (no host read).
 
     Videos of equal length are filtered together, in batches of up to _BATCH_VALUES values
     (about a core's cache: bigger batches ran slower), so the streaming smoother's thousands
     of one-frame token maps become a few batched passes.
     """
     x_all = maps.float()
-    if not bool(torch.isfinite(x_all).all()):
-        _check_finite_result(x_all)
+    finite = torch.isfinite(x_all).all()
+    if check:
+        _finite_or_nan(x_all, finite, True)
     kt, kh, kw = (int(k) for k in window)
     weights = [window_weights(k, kind) for k in (kt, kh, kw)]
     rt, ry, rx = kt // 2, kh // 2, kw // 2
-    lens = [int(n) for n in lengths.tolist()]
+    lens = lengths_list(lengths, x_all.shape[0])
     if not lens:
         return x_all.new_empty(0)
     H, W = x_all.shape[-2:]
@@ -173,20 +155,7 @@ def filter_frame_max_reference(maps: torch.Tensor, lengths: torch.Tensor,
                 out[torch.tensor(ids, device=out.device)] = peaks[:, 0]
             else:
                 out[rows] = peaks.reshape(-1)
-    return out
-
-
-def temporal_gaussian_reference(scores: torch.Tensor, lengths: torch.Tensor, support: int,
-                                sigma: float, protocol: str = "centered") -> torch.Tensor:
-    """Eager torch: per video, padding (replicate for "centered", zeros for "official") by
-    support//2 on both sides and a valid conv1d (a correlation, as np.correlate). [N] -> [N]."""
-    w = torch.tensor(temporal_weights(support, sigma, protocol), dtype=torch.float32,
-                     device=scores.device).reshape(1, 1, -1)
-    half = support // 2
-    mode = "replicate" if protocol == "centered" else "constant"
-    outs = [F.conv1d(F.pad(v.float().reshape(1, 1, -1), (half, half), mode=mode), w)[0, 0]
-            for v in torch.split(scores, [int(n) for n in lengths.tolist()])]
-    return torch.cat(outs) if outs else scores.float().new_empty(0)
+    return out if check else _finite_or_nan(out, finite, False)
 
 
 # ----------------------------------------------------------------------------------------
@@ -338,6 +307,16 @@ def _filter_max_kernel(
     tl.store(flag_ptr, 1, mask=~(tl.sum(nonfinite, axis=None) == 0.0))
 
 
+def _device_weights(k: int, kind: str, device: torch.device) -> torch.Tensor:
+    """float32 [k] filter weights made on the device (no host -> device copy): ones for the
+    box (its 1/k^3 is applied once, as `scale`), else `window_weights` in float64."""
+    if kind == "box":
+        return torch.ones(k, dtype=torch.float32, device=device)
+    x = torch.arange(k, dtype=torch.float64, device=device) - k // 2
+    g = torch.exp(-0.5 * (x / (k / 6.0)) ** 2)
+    return (g / g.sum()).to(torch.float32)
+
+
 def _chunks(lengths: torch.Tensor, chunk: int, centre_only: bool):
     """Per-chunk video start, video end, t0, t1 (int64, on lengths' device)."""
     ends = torch.cumsum(lengths, 0)
@@ -353,28 +332,29 @@ def _chunks(lengths: torch.Tensor, chunk: int, centre_only: bool):
     return starts[vid], ends[vid], t0, torch.minimum(t0 + chunk, ends[vid])
 
 
-def filter_frame_max_triton(maps: torch.Tensor, lengths: torch.Tensor, window: Sequence[int],
-                            kind: str = "box", centre_only: bool = False,
-                            tiles: tuple[int, int] | None = None,
+def filter_frame_max_triton(maps: torch.Tensor, lengths: Sequence[int] | torch.Tensor,
+                            window: Sequence[int], kind: str = "box", centre_only: bool = False,
+                            check: bool = True, tiles: tuple[int, int] | None = None,
                             chunk: int | None = None) -> torch.Tensor:
     """Triton launcher of the fused 3D filter + frame max; same contract as
-    `filter_frame_max_reference` (NaN/inf: one check of the kernel's flag). `tiles` (BRH, BCH:
+    `filter_frame_max_reference` (NaN/inf: the kernel's flag, read once with check, else
+    folded into the scores on the device). `tiles` (BRH, BCH:
     blocks incl. the halo, powers of 2) and `chunk` (frames per program) override the
     autotuner and the heuristic."""
     check_triton_device(maps)
     x = maps.to(torch.float32).contiguous()
     n, h, w = x.shape
     kt, kh, kw = (int(k) for k in window)
-    lengths = lengths.to(device=x.device, dtype=torch.int64)
+    lens = lengths_list(lengths, n)
     if n == 0:
-        return x.new_empty(lengths.numel() if centre_only else n)
+        return x.new_empty(len(lens) if centre_only else n)
     if chunk is None:
         # long chunks amortise the running sum's warm-up; short ones fill the GPU (few tiles)
         chunk = 64 if triton.cdiv(h, 56) * triton.cdiv(w, 56) >= 16 else 16
-    tab = torch.stack(_chunks(lengths, chunk, centre_only), 1).to(torch.int32).contiguous()
+    tab = torch.stack(_chunks(device_lengths(lens, x.device), chunk, centre_only), 1)
+    tab = tab.to(torch.int32).contiguous()
     box = kind == "box"
-    wt, wy, wx = (torch.tensor([1.0] * k if box else window_weights(k, kind),
-                               dtype=torch.float32, device=x.device) for k in (kt, kh, kw))
+    wt, wy, wx = (_device_weights(k, kind, x.device) for k in (kt, kh, kw))
     out = torch.full((n,), float("-inf"), dtype=torch.float32, device=x.device)
     flag = torch.zeros(1, dtype=torch.int32, device=x.device)
     kernel, meta = _filter_max_kernel, {}
@@ -392,73 +372,8 @@ def filter_frame_max_triton(maps: torch.Tensor, lengths: torch.Tensor, window: S
     kernel[grid](x, out, flag, wt, wy, wx, tab, h, w,
                  1.0 / (kt * kh * kw) if box else 1.0, KT=kt, KH=kh, KW=kw, BOX=box,
                  RUN=box and kt > 1 and not centre_only, **meta)
-    if bool(flag.item()):
-        raise ValueError(_NON_FINITE)
+    out = _finite_or_nan(out, flag[0] == 0, check)
     return out[tab[:, 2].long()] if centre_only else out
-
-
-# ----------------------------------------------------------------------------------------
-# Triton: temporal Gaussian over frame scores
-# ----------------------------------------------------------------------------------------
-
-
-@triton.autotune(
-    configs=autotune_configs([triton.Config({"BLOCK": 256}, num_warps=4),
-                              triton.Config({"BLOCK": 128}, num_warps=4)]),
-    key=["S", "CENTERED"],
-)
-@triton.jit
-def _temporal_kernel(
-    s_ptr,  # frame scores [N] float32 contiguous (all videos packed along N)
-    out_ptr,  # out [N] float32: out[i] = sum_k w[k] * s[i + k - S // 2], within i's video
-    w_ptr,  # [S] float32 temporal_weights(support, sigma, protocol)
-    fvs_ptr, fve_ptr,  # [N] int32 per frame: its video's first and one-past-last index in N
-    N,  # frames, all videos together
-    S,  # support: the kernel's (odd) length in frames
-    CENTERED: tl.constexpr,  # True: replicate borders ("centered"); False: zeros ("official")
-    BLOCK: tl.constexpr  # autotuned: output frames per program
-):
-    # program pid -> output frames pid*BLOCK .. +BLOCK-1
-    # One lane per output frame; the kernel is tiny (N x support MACs).
-    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = i < N
-    vs = tl.load(fvs_ptr + i, mask=m, other=0)
-    ve = tl.load(fve_ptr + i, mask=m, other=1)
-    half = S // 2
-    acc = tl.zeros((BLOCK,), dtype=tl.float32)
-    for k in range(S):
-        wk = tl.load(w_ptr + k)
-        j = i + k - half
-        if CENTERED:
-            # replicate borders within the frame's own video
-            j = tl.minimum(tl.maximum(j, vs), ve - 1)
-            val = tl.load(s_ptr + j, mask=m, other=0.0)
-        else:
-            # zero padding outside the video (docs/design.md §5)
-            val = tl.load(s_ptr + j, mask=m & (j >= vs) & (j < ve), other=0.0)
-        acc += wk * val
-    tl.store(out_ptr + i, acc, mask=m)
-
-
-def temporal_gaussian_triton(scores: torch.Tensor, lengths: torch.Tensor, support: int,
-                             sigma: float, protocol: str = "centered") -> torch.Tensor:
-    """Triton launcher of the temporal Gaussian; same contract as the reference."""
-    check_triton_device(scores)
-    s = scores.to(torch.float32).contiguous()
-    n = s.numel()
-    out = torch.empty_like(s)
-    if n == 0:
-        return out
-    lengths = lengths.to(device=s.device, dtype=torch.int64)
-    ends = torch.cumsum(lengths, 0)
-    fvs = torch.repeat_interleave(ends - lengths, lengths).to(torch.int32)
-    fve = torch.repeat_interleave(ends, lengths).to(torch.int32)
-    w = torch.tensor(temporal_weights(support, sigma, protocol), dtype=torch.float32,
-                     device=s.device)
-
-    grid = lambda meta: (triton.cdiv(n, meta["BLOCK"]),)  # noqa: E731
-    _temporal_kernel[grid](s, out, w, fvs, fve, n, support, CENTERED=protocol == "centered")
-    return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -466,48 +381,24 @@ def temporal_gaussian_triton(scores: torch.Tensor, lengths: torch.Tensor, suppor
 # ----------------------------------------------------------------------------------------
 
 
-def _check_lengths(n: int, lengths: torch.Tensor) -> None:
-    lens = lengths.detach().cpu()
-    if lens.numel() and (int(lens.min()) < 1 or int(lens.sum()) != n):
-        raise ValueError(f"lengths must be positive and sum to the {n} frames of maps, "
-                         f"got {lens.tolist()}")
-
-
+# lengths travel as int[] (host metadata), so that no call reads the device; the impls
+# check them (lengths_list). check=False: NaN/inf give NaN scores instead of a host read
+# (docs/design.md §7).
 @torch.library.custom_op("aedfast::filter_frame_max", mutates_args=())
-def _filter_frame_max_op(maps: torch.Tensor, lengths: torch.Tensor, window: list[int],
-                         kind: str, centre_only: bool) -> torch.Tensor:
-    _check_lengths(maps.shape[0], lengths)
-    return filter_frame_max_reference(maps, lengths, window, kind, centre_only)
+def _filter_frame_max_op(maps: torch.Tensor, lengths: list[int], window: list[int],
+                         kind: str, centre_only: bool, check: bool) -> torch.Tensor:
+    return filter_frame_max_reference(maps, lengths, window, kind, centre_only, check)
 
 
 @_filter_frame_max_op.register_kernel("cuda")
-def _(maps, lengths, window, kind, centre_only):
-    _check_lengths(maps.shape[0], lengths)
-    return filter_frame_max_triton(maps, lengths, window, kind, centre_only)
+def _(maps, lengths, window, kind, centre_only, check):
+    return filter_frame_max_triton(maps, lengths, window, kind, centre_only, check)
 
 
 @_filter_frame_max_op.register_fake
-def _(maps, lengths, window, kind, centre_only):
-    n = lengths.shape[0] if centre_only else maps.shape[0]
-    return maps.new_empty((n,), dtype=torch.float32)
-
-
-@torch.library.custom_op("aedfast::temporal_gaussian", mutates_args=())
-def _temporal_gaussian_op(scores: torch.Tensor, lengths: torch.Tensor, support: int,
-                          sigma: float, protocol: str) -> torch.Tensor:
-    _check_lengths(scores.shape[0], lengths)
-    return temporal_gaussian_reference(scores, lengths, support, sigma, protocol)
-
-
-@_temporal_gaussian_op.register_kernel("cuda")
-def _(scores, lengths, support, sigma, protocol):
-    _check_lengths(scores.shape[0], lengths)
-    return temporal_gaussian_triton(scores, lengths, support, sigma, protocol)
-
-
-@_temporal_gaussian_op.register_fake
-def _(scores, lengths, support, sigma, protocol):
-    return scores.new_empty(scores.shape, dtype=torch.float32)
+def _(maps, lengths, window, kind, centre_only, check):
+    return maps.new_empty((len(lengths) if centre_only else maps.shape[0],),
+                          dtype=torch.float32)
 
 
 # ----------------------------------------------------------------------------------------
@@ -529,37 +420,11 @@ def parse_window(window, window_kind: str) -> tuple[int, int, int]:
     return (int(window[0]), int(window[1]), int(window[2]))
 
 
-def parse_temporal(sigma, support, protocol: str) -> bool:
-    """Validate the temporal Gaussian's arguments; False when it is switched off (None)."""
-    if protocol not in ("centered", "official"):
-        raise ValueError(f"protocol must be 'centered' or 'official', got {protocol!r}")
-    if sigma is None or support is None:
-        return False
-    if not isinstance(support, int) or support < 1 or support % 2 == 0:
-        raise ValueError(f"support must be a positive odd int (official: R - 1), got {support!r}")
-    if not isinstance(sigma, (int, float)) or not sigma > 0:
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
-    return True
-
-
-def _lengths_tensor(lengths, n: int, device: torch.device) -> torch.Tensor:
-    if lengths is None:
-        return torch.full((1,), n, dtype=torch.int64, device=device)
-    if isinstance(lengths, torch.Tensor):
-        if lengths.dim() != 1 or lengths.dtype.is_floating_point or lengths.is_complex():
-            raise TypeError("lengths must be a 1-D integer tensor or a sequence of ints")
-        return lengths.to(device=device, dtype=torch.int64)
-    lens = [int(v) for v in lengths]
-    if any(v < 1 for v in lens) or sum(lens) != n:
-        raise ValueError(f"lengths must be positive and sum to the {n} frames of maps, "
-                         f"got {lens}")
-    return torch.tensor(lens, dtype=torch.int64, device=device)
-
-
 def smooth_scores(maps: torch.Tensor, lengths: Sequence[int] | torch.Tensor | None = None, *,
                   window: tuple[int, int, int] | int | None = (9, 9, 9),
                   window_kind: str = "box", sigma: float | None = 11.0,
-                  support: int | None = 37, protocol: str = "centered") -> torch.Tensor:
+                  support: int | None = 37, protocol: str = "centered",
+                  check: bool = True) -> torch.Tensor:
     """Frame scores from anomaly maps: 3D filter, max per frame, temporal Gaussian.
 
     Args:
@@ -579,6 +444,9 @@ def smooth_scores(maps: torch.Tensor, lengths: Sequence[int] | torch.Tensor | No
             R = 38, S = 11;
             899 and 282 = ShanghaiTech), kernel one sample off centre, zero padding.
 
+        check: False = no host read: NaN/inf in maps give NaN scores (for loops that test
+            once per video) instead of the ValueError.
+
     Returns: float32 [N] frame scores on maps' device. Raises ValueError on NaN/inf in maps.
     """
     if not isinstance(maps, torch.Tensor):
@@ -590,8 +458,9 @@ def smooth_scores(maps: torch.Tensor, lengths: Sequence[int] | torch.Tensor | No
         raise ValueError(f"maps frames must be non-empty, got {tuple(maps.shape)}")
     win = parse_window(window, window_kind)
     temporal = parse_temporal(sigma, support, protocol)
-    lens = _lengths_tensor(lengths, maps.shape[0], maps.device)
-    scores = torch.ops.aedfast.filter_frame_max(maps, lens, list(win), window_kind, False)
+    lens = lengths_list(lengths, maps.shape[0])
+    scores = torch.ops.aedfast.filter_frame_max(maps, lens, list(win), window_kind, False,
+                                                bool(check))
     if temporal:
         scores = torch.ops.aedfast.temporal_gaussian(scores, lens, int(support), float(sigma),
                                                      protocol)

@@ -21,7 +21,7 @@ from aedfast.model import AEDMAE
 
 from .test_model import official_state
 
-SUBCOMMANDS = ["demo", "train", "score", "eval", "bench", "convert", "info"]
+SUBCOMMANDS = ["demo", "train", "score", "eval", "bench", "convert", "export", "info"]
 
 
 def test_every_subcommand_has_help(capsys):
@@ -131,17 +131,66 @@ def test_evaluate_and_eval_command(tmp_path, tiny_ckpt, synth, capsys):
     assert res["micro_auc"] == pytest.approx(micro)
     assert res["macro_auc"] == pytest.approx(macro)
     assert set(res["per_video"]) == {v.name for v in ds.test}
-    assert res["rbdc"] is not None and 0 <= res["rbdc"] <= 1
+    assert res["mask_rbdc"] is not None and 0 <= res["mask_rbdc"] <= 1
     assert len(list((tmp_path / "plots").glob("*.png"))) == 2
     report = tmp_path / "r.json"
     code = main(["eval", str(tiny_ckpt), str(synth), "--dataset", "shanghaitech", "--json",
                  str(report), "--quiet", "--no-compile", "--batch-size", "8"])
     assert code == 0
     data = json.loads(report.read_text())
-    for key in ("micro_auc", "macro_auc", "rbdc", "tbdc", "fps", "per_video"):
+    for key in ("micro_auc", "macro_auc", "rbdc", "tbdc", "mask_rbdc", "mask_tbdc", "fps",
+                "per_video"):
         assert key in data
     assert data["micro_auc"] == pytest.approx(micro)
     assert "micro AUC" in capsys.readouterr().out
+
+
+def test_eval_with_ground_truth_file_and_box_tracks(tmp_path, tiny_ckpt, synth, capsys):
+    """`eval --gt FILE` takes the frame labels from a file instead of the data set's;
+    `--tracks DIR` adds RBDC / TBDC as the paper computes them (aedfast.region_metrics) from
+    boxes of the maps, here against box tracks made from the synthetic pixel masks."""
+    from aedfast import region_metrics
+
+    ds = open_dataset(synth, "shanghaitech")
+    labels = {}
+    for v in ds.test:  # the data set's labels, inverted in the second half of each video
+        lab = v.labels.copy()
+        lab[len(lab) // 2:] ^= 1
+        labels[v.name] = lab
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({k: lab.tolist() for k, lab in labels.items()}))
+    tracks = tmp_path / "tracks"
+    tracks.mkdir()
+    for v in ds.test:  # one track per video: each frame's mask's bounding box
+        rows = [f"0,{t},{xs.min()},{ys.min()},{xs.max()},{ys.max()}"
+                for t, (ys, xs) in enumerate(np.nonzero(m) for m in v.masks) if xs.size]
+        (tracks / f"{v.name}.txt").write_text("\n".join(rows) + "\n")
+    report = tmp_path / "r.json"
+    # a plain folder of the test frame folders: no labels of its own, the file gives them
+    args = ["eval", str(tiny_ckpt), str(synth / "testing" / "frames"), "--dataset", "folder",
+            "--quiet", "--no-compile", "--batch-size", "8"]
+    assert main(args + ["--gt", str(gt), "--tracks", str(tracks), "--json", str(report)]) == 0
+    data = json.loads(report.read_text())
+    det = aedfast.Detector(tiny_ckpt, compile=False, batch_size=8)
+    results = [det.score_video(v.frames(), return_maps=True) for v in ds.test]
+    micro, _ = metrics.micro_macro_auc([r.scores for r in results],
+                                       [labels[v.name] for v in ds.test])
+    assert data["micro_auc"] == pytest.approx(micro)
+    boxes = {v.name: region_metrics.detections_from_maps(r.maps, relative=0.5,
+                                                         frame_size=v.shape)
+             for v, r in zip(ds.test, results)}
+    want = region_metrics.rbdc_tbdc(region_metrics.read_box_tracks(tracks), boxes,
+                                    {v.name: len(v) for v in ds.test})
+    assert 0 <= want[0] <= 1 and (data["rbdc"], data["tbdc"]) == pytest.approx(want)
+    assert data["videos"] == len(ds.test) and data["mask_rbdc"] is None  # no pixel masks
+    capsys.readouterr()
+    name = ds.test[1].name
+    bad = tmp_path / "short.json"
+    bad.write_text(json.dumps({**{k: lab.tolist() for k, lab in labels.items()},
+                               name: labels[name][:-1].tolist()}))
+    assert main(args + ["--gt", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "short.json" in err and repr(name) in err and "labels for its" in err
 
 
 def test_evaluate_rejects_protocol_mismatch(tiny_ckpt, synth):

@@ -64,7 +64,8 @@ def test_evaluate_peak_memory_flat_and_streamed_metrics_exact(four_videos):
     assert held > 4 * margin
     assert peak_long <= peak_short + margin, (peak_short, peak_long)
     for res in (short, long):
-        assert 0 <= res["pixel_auc"] <= 1 and 0 <= res["rbdc"] <= 1 and 0 <= res["tbdc"] <= 1
+        assert 0 <= res["pixel_auc"] <= 1 and 0 <= res["mask_rbdc"] <= 1
+        assert 0 <= res["mask_tbdc"] <= 1 and res["rbdc"] is None  # no box tracks given
         assert 0 < res["pixel_auc_error_bound"] <= 1e-3
     # the short set's maps again, through the all-in-memory functions
     v = ds.test[0]
@@ -74,4 +75,5 @@ def test_evaluate_peak_memory_flat_and_streamed_metrics_exact(four_videos):
     assert abs(short["pixel_auc"] - exact) <= short["pixel_auc_error_bound"]
     # one video: the streamed default thresholds are default_thresholds of its maps
     thr = metrics.default_thresholds(maps, max_samples=65536)
-    assert (short["rbdc"], short["tbdc"]) == metrics.rbdc_tbdc(maps, masks, thresholds=thr)
+    assert (short["mask_rbdc"], short["mask_tbdc"]) == metrics.mask_rbdc_tbdc(
+        maps, masks, thresholds=thr)

@@ -1,7 +1,8 @@
 """Metrics: the official temporal filter and micro/macro AUC (docs/design.md §5) against
 hand-computed values, scikit-learn and an independent loop; pixel AUC, exact and streamed
-(`PixelAUC` within its error bound and 1e-3 of scikit-learn); RBDC/TBDC on hand-built cases and,
-streamed video by video (`DetectionAccumulator`), against an independent reference."""
+(`PixelAUC` within its error bound and 1e-3 of scikit-learn); the mask-derived RBDC/TBDC on
+hand-built cases and, streamed video by video (`MaskDetectionAccumulator`), against an
+independent reference (the paper's RBDC/TBDC: tests/test_region_metrics.py)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,18 @@ from sklearn.metrics import auc, roc_auc_score, roc_curve
 
 from aedfast.metrics import (
     OFFICIAL_PROTOCOL,
-    DetectionAccumulator,
+    MaskDetectionAccumulator,
     PixelAUC,
     curve_area,
     default_thresholds,
-    detection_curves,
     frame_pairs,
+    mask_detection_curves,
+    mask_rbdc_tbdc,
     micro_macro_auc,
     official_auc,
     official_filter,
     official_kernel,
     pixel_auc,
-    rbdc_tbdc,
 )
 
 
@@ -176,7 +177,7 @@ def test_pixel_auc_against_sklearn_and_subsampling():
         pixel_auc([maps[0]], [masks[1]])
 
 
-# ----------------------------------------------------------------------------- RBDC / TBDC
+# ------------------------------------------------------------------ mask-derived RBDC / TBDC
 
 
 def square(shape, y, x, s, value=1.0):
@@ -197,9 +198,9 @@ def two_track_video(T=6, shape=(20, 30)):
 
 def test_rbdc_tbdc_perfect_detection():
     gt = two_track_video()
-    rb, tb = rbdc_tbdc([gt.astype(float)], [gt], thresholds=[0.5])
+    rb, tb = mask_rbdc_tbdc([gt.astype(float)], [gt], thresholds=[0.5])
     assert rb == 1.0 and tb == 1.0
-    c = detection_curves([gt.astype(float)], [gt], thresholds=[0.5])
+    c = mask_detection_curves([gt.astype(float)], [gt], thresholds=[0.5])
     assert c["n_regions"] == 6 and c["n_tracks"] == 2 and c["n_frames"] == 6
 
 
@@ -207,7 +208,7 @@ def test_rbdc_tbdc_partial_and_false_positives():
     gt = two_track_video()
     maps = np.zeros(gt.shape)
     maps[0][gt[0]] = 1.0  # only track A's first region at a high score
-    rb, tb = rbdc_tbdc([maps], [gt], thresholds=[0.5])
+    rb, tb = mask_rbdc_tbdc([maps], [gt], thresholds=[0.5])
     # RBDR 1/6 at FP 0, flat to FP/frame 1; track A (1/3 >= 10% of its regions) detected
     assert rb == pytest.approx(1 / 6) and tb == pytest.approx(0.5)
     # add all GT regions and 2 false blobs in frames 1, 3, 5 at a lower score
@@ -215,16 +216,16 @@ def test_rbdc_tbdc_partial_and_false_positives():
         maps[t][gt[t] & (maps[t] == 0)] = 0.3
     for t in (1, 3, 5):
         maps[t] += square(gt.shape[1:], 15, 2, 2, 0.3) + square(gt.shape[1:], 0, 25, 2, 0.3)
-    c = detection_curves([maps], [gt], thresholds=[0.5, 0.2])
+    c = mask_detection_curves([maps], [gt], thresholds=[0.5, 0.2])
     np.testing.assert_allclose(c["fp_per_frame"], [0.0, 1.0])
     np.testing.assert_allclose(c["rbdr"], [1 / 6, 1.0])
     np.testing.assert_allclose(c["tbdr"], [0.5, 1.0])
-    rb, tb = rbdc_tbdc([maps], [gt], thresholds=[0.5, 0.2])
+    rb, tb = mask_rbdc_tbdc([maps], [gt], thresholds=[0.5, 0.2])
     assert rb == pytest.approx((1 / 6 + 1) / 2) and tb == pytest.approx((0.5 + 1) / 2)
     # 4 false blobs per frame: FP/frame 2 at the low threshold, interpolated at 1
     for t in (1, 3, 5):
         maps[t] += square(gt.shape[1:], 17, 10, 2, 0.3) + square(gt.shape[1:], 0, 10, 2, 0.3)
-    rb, _ = rbdc_tbdc([maps], [gt], thresholds=[0.5, 0.2])
+    rb, _ = mask_rbdc_tbdc([maps], [gt], thresholds=[0.5, 0.2])
     at1 = 1 / 6 + (1 - 1 / 6) / 2
     assert rb == pytest.approx((1 / 6 + at1) / 2)
 
@@ -233,9 +234,9 @@ def test_rbdc_overlap_threshold():
     shape = (20, 20)
     gt = (square(shape, 8, 8, 2) > 0)[None]  # 4 pixels
     big = square(shape, 5, 5, 8)[None]  # 64 pixels containing it: IoU 4/64 = 0.0625
-    c = detection_curves([big], [gt], thresholds=[0.5])
+    c = mask_detection_curves([big], [gt], thresholds=[0.5])
     assert c["rbdr"][0] == 0.0 and c["fp_per_frame"][0] == 1.0
-    c = detection_curves([big], [gt], thresholds=[0.5], overlap=0.05)
+    c = mask_detection_curves([big], [gt], thresholds=[0.5], overlap=0.05)
     assert c["rbdr"][0] == 1.0 and c["fp_per_frame"][0] == 0.0
 
 
@@ -246,16 +247,16 @@ def test_tracks_linked_by_overlap_across_frames_and_videos():
     jump[1] = square(shape, 2, 3, 4) > 0  # overlaps frame 0: same track
     jump[2] = square(shape, 2, 20, 4) > 0  # no overlap: a new track
     jump[3] = (square(shape, 2, 21, 4) > 0) | (square(shape, 8, 0, 3) > 0)  # + a third track
-    c = detection_curves([jump.astype(float), jump.astype(float)], [jump, jump],
-                         thresholds=[0.5])
+    c = mask_detection_curves([jump.astype(float), jump.astype(float)], [jump, jump],
+                              thresholds=[0.5])
     assert c["n_regions"] == 10 and c["n_tracks"] == 6  # tracks never span two videos
     # detecting one region of a 2-region track detects the track (50% >= 10%); with
     # track_fraction 0.6 it does not
     maps = np.zeros(jump.shape)
     maps[0][jump[0]] = 1
-    c = detection_curves([maps], [jump], thresholds=[0.5], track_fraction=0.6)
+    c = mask_detection_curves([maps], [jump], thresholds=[0.5], track_fraction=0.6)
     assert c["tbdr"][0] == 0.0
-    c = detection_curves([maps], [jump], thresholds=[0.5])
+    c = mask_detection_curves([maps], [jump], thresholds=[0.5])
     assert c["tbdr"][0] == pytest.approx(1 / 3)
 
 
@@ -272,15 +273,15 @@ def test_rbdc_default_thresholds_and_resize():
     gt = two_track_video(shape=(20, 32))
     rng = np.random.default_rng(3)
     maps = gt * 1.0 + 0.2 * rng.random(gt.shape)
-    rb, tb = rbdc_tbdc([maps], [gt])
+    rb, tb = mask_rbdc_tbdc([maps], [gt])
     assert 0.7 < rb <= 1.0 and 0.7 < tb <= 1.0
     small = maps[:, ::2, ::2]  # half-resolution maps are resized to the masks
-    rb2, _ = rbdc_tbdc([small], [gt])
+    rb2, _ = mask_rbdc_tbdc([small], [gt])
     assert 0.5 < rb2 <= 1.0
     noise = rng.random(gt.shape)
-    rb3, tb3 = rbdc_tbdc([noise], [gt])
+    rb3, tb3 = mask_rbdc_tbdc([noise], [gt])
     assert rb3 < rb and tb3 <= tb
-    assert all(math.isnan(v) for v in rbdc_tbdc([noise], [np.zeros_like(gt)]))
+    assert all(math.isnan(v) for v in mask_rbdc_tbdc([noise], [np.zeros_like(gt)]))
 
 
 def test_curve_area_running_max():
@@ -290,9 +291,9 @@ def test_curve_area_running_max():
 
 def test_rbdc_at_reduced_size():
     gt = two_track_video(shape=(20, 32))
-    rb, tb = rbdc_tbdc([gt.astype(float)], [gt], thresholds=[0.5], size=(10, 16))
+    rb, tb = mask_rbdc_tbdc([gt.astype(float)], [gt], thresholds=[0.5], size=(10, 16))
     assert rb == 1.0 and tb == 1.0
-    c = detection_curves([gt.astype(float)], [gt], thresholds=[0.5], size=(10, 16))
+    c = mask_detection_curves([gt.astype(float)], [gt], thresholds=[0.5], size=(10, 16))
     assert c["n_regions"] == 6 and c["n_tracks"] == 2
 
 
@@ -471,7 +472,7 @@ def random_videos(seed: int, n: int = 3, shape=(24, 32)) -> tuple[list, list]:
 def test_detection_accumulator_matches_reference(overlap, track_fraction):
     maps, masks = random_videos(11)
     thr = [0.45, 0.5, 0.55, 0.6, 0.8]
-    acc = DetectionAccumulator(thr, overlap=overlap, track_fraction=track_fraction)
+    acc = MaskDetectionAccumulator(thr, overlap=overlap, track_fraction=track_fraction)
     for m, k in zip(maps, masks):  # video by video, as evaluate feeds it
         acc.add(m, k)
     ref = reference_counts(maps, masks, thr, overlap, track_fraction)
@@ -479,20 +480,20 @@ def test_detection_accumulator_matches_reference(overlap, track_fraction):
     for key in ("fp", "det_regions", "det_tracks", "n_regions", "n_tracks", "n_frames"):
         np.testing.assert_array_equal(getattr(acc, key), ref[key], err_msg=key)
     # the all-in-memory functions are the same counts
-    c = detection_curves(maps, masks, thresholds=thr, overlap=overlap,
-                         track_fraction=track_fraction)
+    c = mask_detection_curves(maps, masks, thresholds=thr, overlap=overlap,
+                              track_fraction=track_fraction)
     np.testing.assert_array_equal(c["fp_per_frame"], ref["fp"] / ref["n_frames"])
     np.testing.assert_array_equal(c["rbdr"], ref["det_regions"] / ref["n_regions"])
     np.testing.assert_array_equal(c["tbdr"], ref["det_tracks"] / ref["n_tracks"])
-    assert acc.result() == rbdc_tbdc(maps, masks, thresholds=thr, overlap=overlap,
-                                     track_fraction=track_fraction)
+    assert acc.result() == mask_rbdc_tbdc(maps, masks, thresholds=thr, overlap=overlap,
+                                          track_fraction=track_fraction)
 
 
 def test_detection_accumulator_frame_by_frame():
     maps, masks = random_videos(12)
-    whole = DetectionAccumulator([0.5, 0.6])
+    whole = MaskDetectionAccumulator([0.5, 0.6])
     whole.add(maps, masks)
-    frames = DetectionAccumulator([0.5, 0.6])
+    frames = MaskDetectionAccumulator([0.5, 0.6])
     for m_v, k_v in zip(maps, masks):
         frames.start_video(m_v)
         for m, k in frame_pairs(m_v, k_v):
@@ -502,11 +503,11 @@ def test_detection_accumulator_frame_by_frame():
     for key, val in whole.curves().items():
         np.testing.assert_array_equal(frames.curves()[key], val)
     with pytest.raises(RuntimeError, match="start_video"):
-        DetectionAccumulator([0.5]).add_frame(maps[0][0], masks[0][0])
+        MaskDetectionAccumulator([0.5]).add_frame(maps[0][0], masks[0][0])
     with pytest.raises(ValueError, match="no frames"):
-        DetectionAccumulator([0.5]).curves()
+        MaskDetectionAccumulator([0.5]).curves()
     with pytest.raises(ValueError, match="no thresholds"):
-        DetectionAccumulator([])
+        MaskDetectionAccumulator([])
 
 
 def test_streamed_default_thresholds_exact_for_every_video():
@@ -514,7 +515,7 @@ def test_streamed_default_thresholds_exact_for_every_video():
     videos with higher values. Each added threshold lies above every value counted before it,
     so the streamed counts equal an all-in-memory count at the final thresholds."""
     maps, masks = random_videos(13, n=4)
-    acc = DetectionAccumulator()
+    acc = MaskDetectionAccumulator()
     for m, k in zip(maps, masks):
         acc.add(m, k)
     thr = acc.thresholds
@@ -522,14 +523,14 @@ def test_streamed_default_thresholds_exact_for_every_video():
     assert np.array_equal(thr[: first.size], first) and thr.size > first.size  # extended
     assert np.all(np.diff(thr) > 0) and thr[-1] <= max(float(m.max()) for m in maps)
     assert thr.size <= first.size + 16 * (len(maps) - 1)
-    full = detection_curves(maps, masks, thresholds=thr)
+    full = mask_detection_curves(maps, masks, thresholds=thr)
     for key, val in acc.curves().items():
         np.testing.assert_array_equal(val, full[key], err_msg=key)
     # the threshold cap holds
-    capped = DetectionAccumulator(max_thresholds=first.size + 3)
+    capped = MaskDetectionAccumulator(max_thresholds=first.size + 3)
     capped.add(maps, masks)
     assert capped.thresholds.size == first.size + 3
     # track_fraction 0: tracks count as detected at any threshold, the added ones included
-    zero = DetectionAccumulator(track_fraction=0.0)
+    zero = MaskDetectionAccumulator(track_fraction=0.0)
     zero.add(maps, masks)
     np.testing.assert_array_equal(zero.det_tracks, zero.n_tracks)

@@ -12,12 +12,8 @@ import scipy.ndimage as ndi
 import torch
 
 from aedfast.kernels import smooth_scores
-from aedfast.kernels.smoothing import (
-    filter_frame_max_reference,
-    filter_frame_max_triton,
-    temporal_gaussian_reference,
-    temporal_gaussian_triton,
-)
+from aedfast.kernels.smoothing import filter_frame_max_reference, filter_frame_max_triton
+from aedfast.kernels.temporal import temporal_gaussian_reference, temporal_gaussian_triton
 from aedfast.stream import StreamingSmoother
 
 ON_GPU = os.environ.get("AEDFAST_TEST_GPU", "0") == "1"
@@ -225,6 +221,25 @@ def test_filter_max_triton_flags_non_finite_in_any_tile(device, kind):
                                     (3, 3, 3))
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the interpreter's numpy on inf
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_filter_max_check_false_gives_nan_scores_instead_of_raising(device, bad):
+    """check=False (the Detector's loop: no host read) folds NaN/inf into the scores: every
+    score of the call is NaN, for both implementations and through smooth_scores."""
+    maps = random_maps(7, 20, 70, seed=33)
+    clean = filter_frame_max_reference(maps, [2, 5], (3, 3, 5), "box", check=False)
+    assert torch.isfinite(clean).all()  # clean maps: the same scores as with check
+    _close(clean, filter_frame_max_reference(maps, [2, 5], (3, 3, 5), "box"))
+    maps[6, 19, 69] = bad
+    ref = filter_frame_max_reference(maps, [2, 5], (3, 3, 5), "box", check=False)
+    got = filter_frame_max_triton(maps.to(device), [2, 5], (3, 3, 5), "box", check=False,
+                                  tiles=(16, 32), chunk=2)
+    assert torch.isnan(ref).all() and torch.isnan(got.cpu()).all()
+    assert torch.isnan(smooth_scores(maps, [2, 5], window=3, check=False)).all()
+    with pytest.raises(ValueError, match="NaN or inf"):
+        smooth_scores(maps, [2, 5], window=3)
+
+
 # -- temporal Gaussian -------------------------------------------------------------------
 
 @pytest.mark.parametrize("protocol", ["centered", "official"])
@@ -329,14 +344,17 @@ def test_smooth_scores_rejects_bad_maps():
 
 
 def test_smooth_scores_torch_compile_fullgraph():
+    """Lengths are host ints (the ops' schema is int[]: no device read), so a compiled
+    caller passes them as ints; the result equals the eager call with a lengths tensor."""
     maps = random_maps(12, 6, 6, seed=8)
-    lens = torch.tensor([5, 7])
+    lens = [5, 7]
 
     def fn(m, ln):
         return smooth_scores(m, ln, window=(3, 3, 3), sigma=2.0, support=5, protocol="official")
 
     compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")  # fakes traced
-    np.testing.assert_allclose(compiled(maps, lens).numpy(), fn(maps, lens).numpy())
+    np.testing.assert_allclose(compiled(maps, lens).numpy(),
+                               fn(maps, torch.tensor(lens)).numpy())
 
 
 # -- streaming -------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ import numpy as np
 
 from ..frames import list_frame_files
 from .errors import DatasetError
+from .ground_truth import parse_ucsd_m
 from .masks import ImageMasks, MatMasks, NpyMasks
 from .videos import (
     VIDEO_EXTS,
@@ -217,25 +218,6 @@ def _open_shanghaitech(root: Path) -> Dataset:
     return Dataset("shanghaitech", base, train, test)
 
 
-def _parse_ucsd_m(path: Path) -> list[np.ndarray | None]:
-    """The `gt_frame` ranges of a UCSD `UCSDpedN.m` file, in order: per entry the 1-based
-    inclusive frame numbers (``[61:180]``, ``[5:90, 140:200]``, ``[1 2 3]``)."""
-    text = path.read_text(errors="replace")
-    out: list[np.ndarray | None] = []
-    for m in re.finditer(r"gt_frame\s*=\s*\[([^\]]*)\]", text):
-        frames: list[int] = []
-        for tok in re.split(r"[,;\s]+", m.group(1).strip()):
-            if not tok:
-                continue
-            if ":" in tok:
-                a, b = tok.split(":")[0], tok.split(":")[-1]
-                frames.extend(range(int(a), int(b) + 1))
-            else:
-                frames.append(int(tok))
-        out.append(np.asarray(frames, np.int64))
-    return out
-
-
 def _open_ped2(root: Path) -> Dataset:
     base = _base(root, "Train", "Test")
     for sub in ("Train", "Test"):
@@ -246,7 +228,7 @@ def _open_ped2(root: Path) -> Dataset:
     train = collect_videos(base / "Train", exclude=is_gt, what="training frame folders")
     test = collect_videos(base / "Test", exclude=is_gt, what="test frame folders")
     m_files = sorted(p for p in (base / "Test").glob("*.m") if is_visible(p))
-    m_ranges = _parse_ucsd_m(m_files[0]) if m_files else []
+    m_ranges = parse_ucsd_m(m_files[0]) if m_files else []
     for k, v in enumerate(test):
         gt = base / "Test" / f"{v.name}_gt"
         if gt.is_dir():

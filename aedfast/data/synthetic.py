@@ -252,7 +252,7 @@ def _write_labelled(vdir: Path, frames: np.ndarray, masks: np.ndarray, labels_di
 
 
 def _generate_into(out: Path, params: dict, progress: bool) -> None:
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     seed, T = params["seed"], params["frames"]
     H, W = params["size"]
@@ -272,7 +272,7 @@ def _generate_into(out: Path, params: dict, progress: bool) -> None:
     seeds: dict[str, list[list[int]]] = {s: [] for s in SPLITS}
     jobs = [(split, i) for split, n in zip(SPLITS, ("n_train", "n_test", "n_val"))
             for i in range(params[n])]
-    with tqdm(jobs, desc="synthetic benchmark", unit="video", disable=not progress) as bar:
+    with progress_bar(jobs, enabled=progress, desc="synthetic benchmark", unit="video") as bar:
         for split, i in bar:
             vseed = video_seed(seed, split, i)
             seeds[split].append(vseed)

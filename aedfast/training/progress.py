@@ -1,12 +1,15 @@
 """What a run shows and records: the progress bar, the per-window loss means, the JSONL log.
 
 ``train_log.jsonl`` holds one JSON object per logged step: step, stage, the losses, grad norm,
-lr, frames/s and the wall-clock time.
+lr, frames/s and the wall-clock time. On a terminal the bar is a tqdm bar on stderr; elsewhere
+(log files) the same information is a `logging` record (logger ``aedfast.training.progress``,
+INFO) every few steps. AEDFAST_PROGRESS=0 switches both off (`aedfast.progress`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 import time
@@ -15,18 +18,22 @@ from pathlib import Path
 
 import torch
 
+from ..progress import progress_enabled
 from .dist import Dist
 
 __all__ = ["LOG_NAME", "LossWindow", "Progress", "TrainLog"]
 
 LOG_NAME = "train_log.jsonl"
 
+logger = logging.getLogger(__name__)
+
 
 class Progress:
-    """tqdm bar on a terminal; elsewhere (log files) one line every `every` steps."""
+    """tqdm bar on stderr on a terminal; elsewhere (log files) one INFO log record every
+    `every` steps. Off when not `enabled` or AEDFAST_PROGRESS=0."""
 
     def __init__(self, enabled: bool, total: int, initial: int, every: int):
-        self.enabled = enabled
+        self.enabled = progress_enabled(enabled)
         self.total, self.every = total, max(1, every)
         self.bar = None
         self.tty = enabled and sys.stderr.isatty()
@@ -49,17 +56,17 @@ class Progress:
         else:
             rate = (step - self.s0) / max(1e-9, time.perf_counter() - self.t0)
             eta = (self.total - step) / rate if rate > 0 else float("nan")
-            print(f"stage {stage} step {step}/{self.total} {text} {fps:.1f} frames/s "
-                  f"ETA {_hms(eta)}", file=sys.stderr, flush=True)
+            logger.info("stage %d step %d/%d %s %.1f frames/s ETA %s", stage, step,
+                        self.total, text, fps, _hms(eta))
 
     def message(self, text: str) -> None:
-        """A line of text on stderr, above the bar."""
+        """A line of text: on stderr above the bar on a terminal, else an INFO log record."""
         if not self.enabled:
             return
         if self.bar is not None:
             self.bar.write(text, file=sys.stderr)
         else:
-            print(text, file=sys.stderr, flush=True)
+            logger.info("%s", text)
 
     def close(self) -> None:
         """Close the bar (a terminal line stays)."""
