@@ -53,6 +53,18 @@ def package_version() -> str:
 # ----------------------------------------------------------------------------- atomic writes
 
 
+def _new_file_mode() -> int:
+    """0o666 less the process umask (read from /proc where it can be: setting the umask to
+    read it is not thread-safe)."""
+    try:
+        with open("/proc/self/status") as f:
+            umask = next(int(ln.split()[1], 8) for ln in f if ln.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path` (hidden, same suffix: writers that pick the format
@@ -63,6 +75,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-", suffix=path.suffix)
     os.close(fd)
+    os.chmod(tmp, _new_file_mode())  # mkstemp's 0600 -> what open() would have given
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:

@@ -1,4 +1,5 @@
-"""The `aedfast` command: demo, train, score, eval, bench, convert, export, info.
+"""The `aedfast` command: demo, train, score, calibrate, score-many, eval, bench, convert,
+export, info.
 
 Errors are one clear line on stderr and a non-zero exit code (set AEDFAST_DEBUG=1 for the
 traceback); `--quiet` silences progress, `--json` prints machine-readable results. Results go
@@ -120,19 +121,25 @@ def cmd_convert(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- score
 
 
-def _load_detector(args: argparse.Namespace, protocol: str = "paper"):
-    from .detector import Detector
-
+def _detector_spec(args: argparse.Namespace, protocol: str = "paper") -> tuple[object, dict]:
+    """(checkpoint spec, Detector keyword arguments) from the detector options."""
     spec = args.checkpoint
     if spec is None:
         raise CliError("--checkpoint is required (an aedfast .safetensors or official .pth)")
     kwargs = {"batch_size": args.batch_size, "compile": not args.no_compile,
-              "precision": args.precision, "protocol": protocol}
+              "precision": args.precision, "protocol": protocol, "preset": args.preset}
     if args.device:
         kwargs["device"] = args.device
-    if args.student:
-        return Detector((spec, args.student), preset=args.preset, **kwargs)
-    return Detector(spec, preset=args.preset, **kwargs)
+    if hasattr(args, "calibration"):  # score, score-many, calibrate (docs/design.md §13)
+        kwargs.update(calibration=args.calibration, alarm_rate=args.alarm_rate)
+    return ((spec, args.student) if args.student else spec), kwargs
+
+
+def _load_detector(args: argparse.Namespace, protocol: str = "paper"):
+    from .detector import Detector
+
+    spec, kwargs = _detector_spec(args, protocol)
+    return Detector(spec, **kwargs)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -160,11 +167,21 @@ def cmd_score(args: argparse.Namespace) -> int:
     payload = {"source": source, "frames": int(len(scores)), "fps": result.fps,
                "decoder": result.info.get("decoder"),
                "scores": scores.tolist()}
+    alarm_meta = None
+    if result.events is not None:  # a calibrated detector (docs/design.md §13)
+        alarm_meta = {"source": source, "threshold": detector.alarm_threshold,
+                      "rule": vars(detector.calibration.rule), "map_size": detector.map_size}
+        payload["events"] = [e.as_dict() for e in result.events]
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         stem = Path(source).stem if not is_camera else "camera"
         report.write_scores_csv(out_dir / f"{stem}_scores.csv", scores, result.raw_scores)
         report.write_json(out_dir / f"{stem}_scores.json", payload)
+        if alarm_meta is not None:
+            from .alarms import write_events
+
+            write_events(out_dir / f"{stem}_events.json", out_dir / f"{stem}_events.csv",
+                         result.events, alarm_meta)
         if args.plot:
             report.plot_scores(out_dir / f"{stem}_scores.png", scores, None, title=stem)
         if args.overlay and result.maps is not None and not is_camera:
@@ -176,9 +193,80 @@ def cmd_score(args: argparse.Namespace) -> int:
                                        iter(result.maps), fps=25.0)
     text = (f"{source}: {len(scores)} frames at {result.fps:.1f} frames/s; "
             f"max score {scores.max():.4f} at frame {int(scores.argmax())}")
+    if result.events is not None:
+        text += (f"\n{len(result.events)} events above {detector.alarm_threshold:.4f}"
+                 + "".join(f"\n  frames {e.start}-{e.end}, peak {e.peak_score:.4f} at frame "
+                           f"{e.peak_frame}" for e in result.events[:20]))
     if out_dir is not None:
         text += f"\nwrote {out_dir}"
     _emit(args, payload if args.json else {}, text)
+    return 0
+
+
+# ----------------------------------------------------------------------------- calibrate
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .alarms import EventRule
+    from .calibration import calibrate, calibration_path
+
+    args.checkpoint = args.checkpoint_pos
+    args.calibration, args.alarm_rate = None, None  # calibrate the bare scorer
+    if args.dataset:  # a data set root: its training videos are the normal ones
+        from .shard import dataset_sources
+
+        if len(args.sources) != 1:
+            raise CliError("with --dataset give one SOURCE, the data set root")
+        pairs, _ = dataset_sources(args.sources[0], args.dataset, split="train")
+    elif args.sources:
+        from .shard import expand_sources
+
+        pairs = expand_sources(args.sources)
+    else:
+        raise CliError(f"{args.checkpoint} does not record where its training videos are "
+                       "(only their number): name the normal videos, e.g. aedfast calibrate "
+                       "CK VIDEO_OR_FOLDER..., or a data set root with --dataset KIND")
+    rates = [r for r in args.rates.split(",") if r.strip()]
+    out = args.out or calibration_path(args.checkpoint)
+    cal = calibrate(_load_detector(args), [src for _, src in pairs], rates=rates,
+                    fps=args.fps, rule=EventRule(args.min_length, args.merge_gap), out=out,
+                    decode=args.decode, progress=not args.quiet)
+    lines = [f"calibrated on {cal.videos} normal videos, {cal.frames} frames "
+             f"({cal.hours * 3600:.0f} s of video); events: min length {cal.rule.min_length}, "
+             f"merge gap {cal.rule.merge_gap} frames"]
+    lines += [f"  {k}: threshold {v:.6g} ({cal.observed[k]} events in the normal video)"
+              for k, v in cal.thresholds.items()]
+    lines.append(f"wrote {out}")
+    _emit(args, {"calibration": str(out), **cal.to_dict()}, "\n".join(lines))
+    return 0
+
+
+# ----------------------------------------------------------------------------- score-many
+
+
+def cmd_score_many(args: argparse.Namespace) -> int:
+    from .shard import dataset_sources, expand_sources, score_many
+
+    labels = None
+    if args.dataset:
+        if len(args.sources) != 1:
+            raise CliError("with --dataset give one SOURCE, the data set root")
+        pairs, labels = dataset_sources(args.sources[0], args.dataset, split="test")
+    else:
+        pairs = expand_sources(args.sources)
+    spec, kwargs = _detector_spec(args)
+    run = score_many(spec, pairs, args.out, labels=labels, detector_kwargs=kwargs,
+                     decode=args.decode, progress=not args.quiet)
+    if run.rank != 0:
+        return 0
+    text = (f"{len(run.results)} videos on {run.world} process(es): {len(run.scored)} scored "
+            f"here, {len(run.results) - len(run.scored)} by other ranks or reused; wrote "
+            f"{run.path}")
+    if run.metrics:
+        text += (f"\nmicro AUC {run.metrics['micro_auc']:.4f}  macro AUC "
+                 f"{run.metrics['macro_auc']:.4f}")
+    _emit(args, {"results": str(run.path), "videos": len(run.results), "world": run.world,
+                 "metrics": run.metrics}, text)
     return 0
 
 
@@ -279,6 +367,13 @@ def _add_detector_args(p: argparse.ArgumentParser, required: bool) -> None:
                    help="model precision (auto: bf16 on CUDA, fp32 on the CPU)")
 
 
+def _add_alarm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibration", default="auto", metavar="FILE", help="alarm thresholds "
+                   "(aedfast calibrate; default: CK.calibration.json when it exists)")
+    p.add_argument("--alarm-rate", metavar="R", help="which calibrated false-alarm rate sets "
+                   "the threshold (default: the calibration's first)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aedfast",
@@ -322,8 +417,52 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video file decoder: opencv (reference, default), cpu (torchcodec), "
                    "gpu (torchcodec + NVDEC, frames stay on the GPU), auto (gpu where it "
                    "works, else opencv); docs/design.md §12")
+    _add_alarm_args(p)
     _add_common(p)
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("calibrate", help="alarm thresholds from normal videos (no labels)",
+                       description="Score videos known to be normal and store, beside the "
+                       "checkpoint (CK.calibration.json), the thresholds for the false-alarm "
+                       "rates asked; score then reports events. README 'Alarms'.")
+    p.add_argument("checkpoint_pos", metavar="CK", help="checkpoint to calibrate")
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="normal videos: files, frame "
+                   "folders, folders of videos; or a data set root with --dataset (its "
+                   "training videos)")
+    p.add_argument("--dataset", choices=["avenue", "shanghaitech", "ped2", "official"],
+                   help="SOURCE is a data set root of this layout: use its training videos")
+    p.add_argument("--rates", default="1/h", help="false-alarm rates, comma-separated: N/h, "
+                   "N/min, N/s, N/day (default 1/h)")
+    p.add_argument("--fps", type=float, help="frame rate of the sources (default: each video "
+                   "file's own; required for frame folders)")
+    p.add_argument("--min-length", type=int, default=1, help="frames an event must span "
+                   "(default 1)")
+    p.add_argument("--merge-gap", type=int, default=25, help="runs at most this many frames "
+                   "apart are one event (default 25)")
+    p.add_argument("--out", help="calibration file (default: CK.calibration.json)")
+    p.add_argument("--decode", default="opencv", choices=["opencv", "cpu", "gpu", "auto"],
+                   help="video file decoder (see score)")
+    _add_detector_args(p, required=False)
+    _add_common(p)
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("score-many", help="score many videos, sharded across torchrun ranks",
+                       description="Score video files, frame folders, folders of videos or a "
+                       "data set's test split; under torchrun each rank scores its share, rank "
+                       "0 writes OUT/results.json once; a restarted run skips finished videos. "
+                       "README 'Many GPUs'.")
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="video files, frame folders, folders of videos, or a data set root "
+                   "with --dataset")
+    p.add_argument("--dataset", choices=["avenue", "shanghaitech", "ped2", "official"],
+                   help="SOURCE is a data set root: score its test videos, report frame AUC")
+    p.add_argument("--out", "-o", required=True, help="output folder (results.json, parts/)")
+    p.add_argument("--decode", default="opencv", choices=["opencv", "cpu", "gpu", "auto"],
+                   help="video file decoder (see score)")
+    _add_detector_args(p, required=True)
+    _add_alarm_args(p)
+    _add_common(p)
+    p.set_defaults(func=cmd_score_many)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a labelled data set",
                        description="Score every test video of a data set and report micro and "

@@ -37,9 +37,17 @@ import numpy as np
 import torch
 
 from . import backend_choice as choice
+from .alarms import Event, video_alarms
+from .calibration import (
+    Calibration,
+    detector_signature,
+    model_fingerprint,
+    resolve_calibration,
+)
 from .decode import open_frames
 from .frames import prepare_frames
 from .model import AEDMAE, load_model
+from .progress import progress_bar
 from .scoring import PROTOCOLS, ChunkFilter, Smoothing, finish_scores, resolve_smoothing
 from .step import OFFSET, StepCore, StepRunner, stack_indices
 
@@ -62,6 +70,9 @@ class VideoResult:
         asked for (return_maps=True), else None.
     frames, seconds, fps: frames scored, wall-clock seconds end to end (decode included),
         frames per second.
+    alarms: bool [T], True on the frames of an event, and events: the `aedfast.alarms.Event`s
+        (start, end, peak frame, peak score, map peak row/col) at the Detector's calibrated
+        threshold (docs/design.md §13); None when the Detector has no calibration.
     """
 
     scores: np.ndarray
@@ -71,6 +82,8 @@ class VideoResult:
     seconds: float = 0.0
     fps: float = 0.0
     info: dict = field(default_factory=dict)
+    alarms: np.ndarray | None = None
+    events: list[Event] | None = None
 
     def __len__(self) -> int:
         return int(self.frames)
@@ -135,6 +148,13 @@ class Detector:
             up to batch_size, and batch_size).
         threads: CPU threads for torch (default: leave torch's setting, capped at the cores
             this process may use).
+        calibration: alarm thresholds (`aedfast.calibration.Calibration`, docs/design.md §13):
+            "auto" (default: CK.calibration.json beside the checkpoint file when there is
+            one; skipped with a warning when it was made with other scoring settings), None,
+            a path, a dict or a Calibration (ValueError when made for another scorer). With
+            one, `score_video` returns alarms and events and streams raise events.
+        alarm_rate: which calibrated false-alarm rate sets the threshold ("1/h", or a number
+            per hour the calibration covers); default its first rate.
     """
 
     def __init__(self, model_or_checkpoint: AEDMAE | str | os.PathLike | tuple, *,
@@ -144,7 +164,9 @@ class Detector:
                  smoothing: Smoothing | Mapping | None | str = "default",
                  protocol: str = "paper", official_dataset: str | None = None,
                  backend: str | None = None, buckets: Sequence[int] | None = None,
-                 threads: int | None = None, warmup: bool = False):
+                 threads: int | None = None, warmup: bool = False,
+                 calibration: Calibration | Mapping | str | os.PathLike | None = "auto",
+                 alarm_rate: str | float | None = None):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         if precision not in PRECISIONS:
@@ -174,6 +196,15 @@ class Detector:
         if self.official_dataset not in ("avenue", "shanghaitech"):
             raise ValueError("official_dataset must be 'avenue' or 'shanghaitech'")
         self.smoothing = resolve_smoothing(smoothing, protocol, self.official_dataset)
+        self.seed = int(seed)
+        self.fingerprint = model_fingerprint(src)  # what a calibration was made with
+        self.calibration = resolve_calibration(calibration, model_or_checkpoint,
+                                               detector_signature(self))
+        if alarm_rate is not None and self.calibration is None:
+            raise ValueError("alarm_rate needs a calibration (aedfast calibrate, or "
+                             "calibration=PATH)")
+        self.alarm_threshold = None if self.calibration is None else \
+            self.calibration.threshold(alarm_rate)
 
         if precision == "auto":
             precision = "bf16" if self.device.type == "cuda" else "fp32"
@@ -346,15 +377,15 @@ class Detector:
         def slot(t):
             return t % C
 
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=src.total, unit="frame", desc=Path(src.name).name, leave=False)
+        bar = progress_bar(total=src.total, enabled=progress, unit="frame",
+                           desc=Path(src.name).name, leave=False)
 
         filt = ChunkFilter(sm, self.protocol)
         raw_parts: list[torch.Tensor] = []
         map_parts: list[np.ndarray] = []
+        # with a calibration: each frame's map peak (flat argmax, on the device) for events
+        locate = self.calibration is not None and self.protocol == "paper"
+        peak_parts: list[torch.Tensor] = []
         uploaded = 0  # frames in the store: [0, uploaded)
         done = 0  # frames through the model: [0, done)
 
@@ -367,11 +398,12 @@ class Detector:
                 maps, raw = self.runner.run(store, idx, t)
                 raw_parts.append(raw)
                 filt.push(maps)
+                if locate:
+                    peak_parts.append(maps.flatten(1).argmax(1))
                 if return_maps:
                     map_parts.append(maps.float().cpu().numpy())
                 done += k
-                if bar is not None:
-                    bar.update(k)
+                bar.update(k)
 
         try:
             for ch in src.chunks():
@@ -389,8 +421,7 @@ class Detector:
                 raise ValueError(f"{src.name}: no frames to score (empty video)")
             run(uploaded, last=uploaded - 1)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
 
         raw = torch.cat(raw_parts)
         scores = finish_scores(filt.finish(), sm, self.protocol, self.official_dataset)
@@ -401,6 +432,11 @@ class Detector:
             # the loop's one finite check, on the host copy (docs/design.md §7)
             raise ValueError(f"{src.name}: the model's maps or scores contain NaN or inf "
                              "(corrupt weights, or values beyond float range)")
+        alarms = events = None
+        if self.calibration is not None:
+            alarms, events = video_alarms(
+                scores_np, self.alarm_threshold, self.calibration.rule,
+                torch.cat(peak_parts) if locate else None, self.map_size[1])
         secs = time.perf_counter() - t_start
         return VideoResult(
             scores=scores_np, raw_scores=raw_np,
@@ -408,6 +444,7 @@ class Detector:
             frames=T, seconds=secs, fps=T / secs if secs > 0 else float("inf"),
             info={**self.describe(), "source": src.name, "truncated": src.truncated,
                   "decoder": src.decoder},
+            alarms=alarms, events=events,
         )
 
     def score_camera(self, source: int | str, *, max_frames: int | None = None,

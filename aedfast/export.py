@@ -43,9 +43,9 @@ import torch
 import torch.nn as nn
 
 from .checkpoint import atomic_path, package_version
-from .model import AEDMAE, load_model, patchify
-from .scoring import PROTOCOLS, Smoothing, anomaly_maps, official_frame_scores, resolve_smoothing
-from .step import frame_noise, stack_indices
+from .model import AEDMAE, load_model
+from .scoring import PROTOCOLS, Smoothing, resolve_smoothing
+from .step import StepCore, frame_noise, stack_indices
 
 __all__ = ["OPSET", "OUTPUTS", "ExportedStep", "OnnxExport", "example_inputs", "export_onnx",
            "stack_video"]
@@ -66,43 +66,28 @@ class ExportedStep(nn.Module):
     """The exported computation: (frames uint8 [B, 3, H, W, 3], noise float64 [B, L]) ->
     maps float32 [B, H', W'] and/or scores float32 [B] (module docstring; docs/design.md §10).
 
-    The same arithmetic as `aedfast.step.StepCore.forward` after its noise: frames scaled as
-    (v - 127.5) / 127.5 and stacked as 9 channels (t-3 BGR, t BGR, t+3 BGR), the model, then
-    `anomaly_maps` (+ d * sigmoid(cls logit)) and the frame max ("paper"), or
-    `official_frame_scores` ("official"). tests/test_export.py checks it against StepCore.
+    The frames are stacked as 9 channels (t-3 BGR, t BGR, t+3 BGR) and handed to
+    `aedfast.step.StepCore.forward_noise`, the Detector's own step after its noise: the
+    model, then `anomaly_maps` (+ d * sigmoid(cls logit)) and the frame max ("paper"), or
+    `official_frame_scores` ("official").
     """
 
     def __init__(self, model: AEDMAE, protocol: str, smoothing: Smoothing, dataset: str,
                  output: str):
         super().__init__()
-        self.model = model
+        self.core = StepCore(model, protocol, smoothing, dataset, seed=0, dtype=torch.float32)
         self.protocol = protocol
-        self.smoothing = smoothing
-        self.dataset = dataset
         self.output = output
 
     def forward(self, frames: torch.Tensor, noise: torch.Tensor
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.model.config
-        p = cfg.patch_size
         B, _, H, W, _ = frames.shape
         x_u8 = frames.permute(0, 1, 4, 2, 3).reshape(B, 3 * 3, H, W)
-        x = (x_u8.float() - 127.5) / 127.5
-        out = self.model(x, noise=noise)
-        teacher, student = out.teacher.float(), out.student.float()
-        frame = x[:, 3:6]
+        maps, scores = self.core.forward_noise(x_u8, noise)
         if self.protocol == "official":
-            target = torch.cat([frame, torch.full_like(frame[:, :1], -1.0)], dim=1)
-            return official_frame_scores(patchify(target, p), (teacher, student),
-                                         dataset=self.dataset)
-        sm = self.smoothing
-        maps = anomaly_maps(patchify(frame, p), teacher, student, grid=cfg.grid, patch=p,
-                            a=sm.a, b=sm.b, c=sm.c, resolution=sm.resolution)
-        if sm.d:
-            maps = maps + sm.d * torch.sigmoid(out.cls_logit.float())[:, None, None]
+            return scores
         if self.output == "maps":
             return maps
-        scores = maps.amax(dim=(1, 2))
         return scores if self.output == "scores" else (maps, scores)
 
 

@@ -109,10 +109,16 @@ class StepCore(nn.Module):
         self.dtype = dtype
 
     def forward(self, x_u8: torch.Tensor, tids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        noise = frame_noise(self.seed, tids, self.model.config.num_tokens)
+        return self.forward_noise(x_u8, noise)
+
+    def forward_noise(self, x_u8: torch.Tensor, noise: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step after the masking noise: uint8 [B, 9, H, W] + noise float64 [B, L] ->
+        (maps, raw) as `forward` (also what the ONNX export traces, docs/design.md §10)."""
         cfg = self.model.config
         p = cfg.patch_size
         x = (x_u8.float() - 127.5) / 127.5
-        noise = frame_noise(self.seed, tids, cfg.num_tokens)
         out = self.model(x.to(self.dtype), noise=noise)
         teacher, student = out.teacher.float(), out.student.float()
         frame = x[:, 3:6]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import torch
 
+from .alarms import Event, StreamAlarms
 from .frames import check_frames_array
 from .kernels.smoothing import parse_window, window_weights
 from .kernels.temporal import parse_temporal, temporal_weights
@@ -59,11 +60,14 @@ class StreamStep(Mapping):
     mapping, e.g. a plain dict of lists of (frame, score) tuples.
 
     scores: the mapping itself. errors: {stream id: message} of the frames dropped in this
-    step (`DetectorStream` with strict=False; empty otherwise).
+    step (`DetectorStream` with strict=False; empty otherwise). events: {stream id:
+    [`aedfast.alarms.Event`, ...]} closed in this step, for a calibrated Detector
+    (docs/design.md §13; empty otherwise).
     """
 
     scores: dict[Hashable, list[FrameScore]]
     errors: dict[Hashable, str] = field(default_factory=dict)
+    events: dict[Hashable, list[Event]] = field(default_factory=dict)
 
     def __getitem__(self, stream_id: Hashable) -> list[FrameScore]:
         return self.scores[stream_id]
@@ -332,7 +336,10 @@ class DetectorStream:
     host or device memory, any size (resized on the device; a stream may change size). It
     returns a `StreamStep` {stream_id: [FrameScore(frame_index, score), ...]} with the scores
     that became final (and the step's dropped-frame errors).
-    Streams that get no frame in a step do not advance.
+    Streams that get no frame in a step do not advance. With a calibrated Detector each
+    `StreamStep.events` holds the events that closed in it (merge_gap + 1 frames below the
+    threshold after their last alarm, or the stream's end), the same as `score_video`'s;
+    `last_events` keeps those of the last step or removal.
 
     Delay: frame t of a stream is scored when frame t + `delay` arrives, `delay` =
     3 (frame t+3 is part of t's model input) + window[0]//2 (3D filter) + support//2
@@ -368,6 +375,10 @@ class DetectorStream:
                                           sigma=sm.sigma, support=sm.support,
                                           protocol=sm.temporal, device=detector.device)
         self.delay = OFFSET + self.smoother.delay
+        self.alarms = None if detector.calibration is None else StreamAlarms(
+            detector.alarm_threshold, detector.calibration.rule,
+            w if detector.protocol == "paper" else None)
+        self.last_events: dict[Hashable, list[Event]] = {}
         self._states: dict[Hashable, _StreamState] = {}
         self._free_rows: list[int] = []
         cap = max(int(max_streams or 0), n_streams, 1)
@@ -443,7 +454,11 @@ class DetectorStream:
             out[sid] = out.get(sid, []) + self.smoother.remove_stream(sid, flush=True)
             del self._states[sid]
             self._free_rows.append(st.row)
-        return StreamStep(out)
+        events = {} if self.alarms is None else self.alarms.feed(out)
+        for sid in events:
+            events[sid] += self.alarms.close(sid)
+        self.last_events = events
+        return StreamStep(out, events=events)
 
     def close(self) -> StreamStep:
         """Close every stream; {id: [FrameScore(frame_index, score), ...]} of their remaining
@@ -508,8 +523,10 @@ class DetectorStream:
             if t >= 0:
                 jobs.append((sid, st, [t], None))
         self.frames_in += len(good)
-        out = self._score(jobs)
-        return StreamStep({sid: out.get(sid, []) for sid, _ in good}, dict(self.last_errors))
+        scored = self._score(jobs)
+        out = {sid: scored.get(sid, []) for sid, _ in good}
+        self.last_events = {} if self.alarms is None else self.alarms.feed(out)
+        return StreamStep(out, dict(self.last_errors), self.last_events)
 
     def _score(self, jobs: list) -> dict[Hashable, list[FrameScore]]:
         """Model + maps for the given (stream, state, frame indices, last frame) jobs, then the
@@ -533,6 +550,8 @@ class DetectorStream:
         idx = stack_indices(tids, np.asarray(last_list, dtype=np.int64),
                                      lambda f: bases + f % slots)
         maps, _raw = self.runner.run(self.store, idx, tids)
+        if self.alarms is not None:  # each frame's map peak, kept until its score is final
+            self.alarms.locate([sid for sid, _, t, _ in jobs for _ in t], tids, maps)
         if len(tids) == len(jobs):  # one frame per stream: the smoother's batched form
             return dict(self.smoother.step(maps, ids=[sid for sid, *_ in jobs]).scores)
         per = {}

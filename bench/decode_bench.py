@@ -40,6 +40,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -215,20 +216,24 @@ def decode_rows(path: Path, codec: str, size: tuple[int, int], rounds: int, core
 
 
 def e2e_rows(path: Path, codec: str, size: tuple[int, int], rounds: int, device: torch.device,
-             compile_: bool, deadline: float | None = None) -> list[dict]:
+             compile_: bool, deadline: float | None = None, threads: int = 1) -> list[dict]:
     """End-to-end frames/s of Detector.score_video(file) per decoder (tiny preset; the torch
-    backend, CUDA graphs only with compile: what is compared is the decoders)."""
+    backend, CUDA graphs only with compile: what is compared is the decoders). On the CPU
+    torch gets `threads` threads (default 1: the decoding thread has the other cores; a
+    shared machine's OpenMP threads otherwise wait on each other for most of the time)."""
     from aedfast.detector import Detector
     from aedfast.model import AEDMAE
 
     torch.manual_seed(0)
     det = Detector(AEDMAE.from_preset("tiny"), device=device, compile=compile_,
                    cuda_graphs=compile_, backend="torch",
+                   threads=threads if device.type == "cpu" else None,
                    batch_size=64 if device.type == "cuda" else 8)
     H, W = size
     base = {"suite": "decode", "kind": "e2e", "size": f"{W}x{H}", "codec": codec,
             "preset": "tiny", "device": str(device), "compile": compile_,
-            "batch": det.batch_size}
+            "batch": det.batch_size,
+            "torch_threads": torch.get_num_threads() if device.type == "cpu" else None}
     decoders = ["opencv"] + (["gpu"] if device.type == "cuda" else []) + ["cpu"]
     rows, ref = [], None
     for dec in decoders:
@@ -308,12 +313,13 @@ def markdown(doc: dict) -> str:
                      f"{r.get('fps', r.get('status', ''))} | {r.get('vs_opencv_1_thread', '')}"
                      f" | {r.get('frames', '')} | {diff} |")
     lines += ["", "## End to end (Detector.score_video on the file)", "",
-              "| size | decoder | device | frames/s | score rel. diff to opencv |",
-              "|---|---|---|---|---|"]
+              "| size | decoder | device | torch threads | frames/s | score rel. diff to opencv |",
+              "|---|---|---|---|---|---|"]
     for r in doc["rows"]:
         if r["kind"] == "e2e":
             d = r.get("score_rel_diff_vs_opencv")
             lines.append(f"| {r['size']} | {r['case']} | {r['device']} | "
+                         f"{r.get('torch_threads') or ''} | "
                          f"{r.get('fps', r.get('status', ''))} | "
                          f"{'' if d is None else f'{d:.2g}'} |")
     return "\n".join(lines) + "\n"
@@ -328,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sizes", default="640x360,856x480", help="W x H, comma-separated")
     ap.add_argument("--compile", action="store_true", help="compile the end-to-end Detector")
+    ap.add_argument("--torch-threads", type=int, default=1,
+                    help="CPU threads of the end-to-end Detector's torch (default 1)")
     ap.add_argument("--no-procs", action="store_true", help="skip the process-pool row")
     ap.add_argument("--note", default="", help="a line for results.md (e.g. machine load)")
     ap.add_argument("--budget", type=float, default=None,
@@ -358,14 +366,14 @@ def main(argv: list[str] | None = None) -> int:
                 rows += decode_rows(path, codec, size, args.rounds, cores, cuda, pool,
                                     deadline)
                 rows += e2e_rows(path, codec, size, args.rounds, cuda or torch.device("cpu"),
-                                 args.compile, deadline)
+                                 args.compile, deadline, args.torch_threads)
     finally:
         if pool is not None:
             pool.terminate()
     info = device_info(cuda or torch.device("cpu"))
     machine = f"{cpu_name()}, {cores} cores" + (
         f"; {info.get('name')}, CUDA {info.get('cuda')}" if cuda is not None else "")
-    doc = {"command": "python -m bench.decode_bench " + " ".join(
+    doc = {"command": "python -m bench.decode_bench " + shlex.join(
         sys.argv[1:] if argv is None else argv), "date": info["date"], "machine": machine,
         "versions": versions(), "frames": args.frames, "unique": args.unique,
         "rounds": args.rounds, "cores": cores, "note": args.note,

@@ -6,7 +6,7 @@ The tree (built here): UCSDped2/Train/Train001 and UCSDped2/Test/Test00{1,2} of 
 frames at 48 x 80 (not the tiny preset's 64 x 128, so frames are resized up and maps down),
 written by OpenCV (BGR on disk) and read by anomalib with PIL (RGB), with ground-truth masks
 Test00N_gt/*.bmp. The reference is `Detector.score_video` on each test folder, read by OpenCV
-(docs/design.md §6), eager and uncompiled: its raw scores and maps of frames 3 .. T-4.
+(docs/design.md §6), uncompiled like the module's: its raw scores and maps of frames 3 .. T-4.
 
 Without anomalib the module is skipped; `make test` sets AEDFAST_REQUIRE_ANOMALIB=1, which turns
 that skip into a failure (and the anomalib extra is installed there first).
@@ -95,7 +95,7 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(tree, checkpoint) -> dict:
     """Per test video: the Detector's raw scores and maps, frame labels and masks."""
-    det = Detector(str(checkpoint), device="cpu", backend="eager", compile=False, batch_size=8)
+    det = Detector(str(checkpoint), device="cpu", compile=False, batch_size=8)
     out = {}
     for name in TEST_LENGTHS:
         folder = tree / "UCSDped2" / "Test" / name
@@ -147,7 +147,7 @@ class _Capture(Callback):
 
 
 def test_engine_test_matches_detector(tree, checkpoint, reference, tmp_path):
-    model = integ.AedMae(str(checkpoint), device="cpu", backend="eager", compile=False,
+    model = integ.AedMae(str(checkpoint), device="cpu", compile=False,
                          batch_size=4)  # < eval_batch_size: a batch takes two model steps
     cap = _Capture()
     engine = Engine(accelerator="cpu", devices=1, logger=False, callbacks=[cap],
@@ -277,6 +277,17 @@ def test_official_protocol_matches_detector_and_metrics(checkpoint, dataset):
     assert res.macro_auc == pytest.approx(macro, abs=1e-6)
 
 
+def test_forward_is_score_clips_between_pre_and_post_processor(checkpoint):
+    model = integ.AedMae(str(checkpoint), device="cpu", compile=False)
+    clips, tids = _clips(_video(10, 4, 5)[0])
+    out, want = model(clips, tids), model.score_clips(clips, tids)
+    assert torch.equal(out.pred_score, want.pred_score)
+    assert torch.equal(out.anomaly_map, want.anomaly_map)
+    assert out.anomaly_map.shape == (4, 1, *SIZE)
+    with pytest.raises(ValueError, match="target frame index"):
+        model(clips)
+
+
 def test_clear_errors(checkpoint):
     model = integ.AedMae(str(checkpoint), device="cpu", compile=False)
     clips, tids = _clips(_video(9, 0, None)[0])
@@ -307,3 +318,24 @@ def test_datamodule_settings_checked(tree, checkpoint, tmp_path, setting, match)
                     enable_progress_bar=False)
     with pytest.raises(ValueError, match=match):
         engine.test(model, datamodule=_datamodule(tree, **setting), verbose=False)
+
+
+def test_core_never_imports_the_integration():
+    """The integration is an optional extra: no library module outside aedfast/integrations
+    imports it, and the package's __init__ imports none of its modules."""
+    import ast
+
+    pkg = ROOT / "aedfast"
+    bad = []
+    for f in pkg.rglob("*.py"):
+        rel_path = f.relative_to(pkg)
+        if rel_path.parts[0] in ("integrations", "kernels"):
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any("integrations" in n or n.split(".")[0] == "anomalib" for n in names):
+                bad.append(str(rel_path))
+    assert not bad, bad
+    init = ast.parse((pkg / "integrations" / "__init__.py").read_text())
+    assert not [n for n in ast.walk(init) if isinstance(n, (ast.Import, ast.ImportFrom))]

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from aedfast.cli import main
-from aedfast.decode import DECODE_CHOICES, open_frames, torchcodec_problem
+from aedfast.decode import DECODE_CHOICES, open_frames, to_bgr, torchcodec_problem
 from aedfast.detector import Detector
 from aedfast.model import AEDMAE
 
@@ -115,6 +115,15 @@ def test_torchcodec_cpu_equals_opencv_frame_by_frame(clip):
     assert diff.max() <= MAX_DIFF and diff.mean() <= MEAN_DIFF
     # the same through open_frames' OpenCV path (the Detector's reference reader)
     assert np.array_equal(decoded(clip, "opencv"), ref)
+
+
+def test_to_bgr_swaps_the_channels_of_any_layout():
+    rgb = torch.randint(0, 256, (3, 5, 7, 3), dtype=torch.uint8, generator=torch.Generator()
+                        .manual_seed(0))
+    want = rgb.numpy()[..., ::-1].copy()
+    assert np.array_equal(to_bgr(rgb.clone()).numpy(), want)
+    strided = rgb.permute(0, 2, 1, 3)  # not contiguous: converted on a contiguous copy
+    assert np.array_equal(to_bgr(strided).numpy(), want.transpose(0, 2, 1, 3))
 
 
 @needs_torchcodec

@@ -117,28 +117,22 @@ def test_onnx_equals_detector_on_a_video(model, video, exported):
     assert rel(maps, res.maps) <= RTOL
 
 
-@pytest.mark.parametrize("kind", ["official", "token_d_maps"])
-def test_other_protocols_and_outputs(model, tmp_path, kind):
-    if kind == "official":
-        kw, sm = {"protocol": "official"}, Smoothing.official("avenue")
-        names, protocol = ["scores"], "official"
-    else:
-        sm = Smoothing(resolution="token", d=0.5, c=0.0)
-        kw = {"output": "maps", "smoothing": {"resolution": "token", "d": 0.5, "c": 0.0}}
-        names, protocol = ["maps"], "paper"
-    info = export_onnx(model, tmp_path / "m.onnx", example_batch=3, **kw)
-    assert list(info.outputs) == names
+def test_token_maps_with_the_cls_term(model, tmp_path):
+    """output="maps" at token resolution with weights (a, b, c, d) = (1, 1, 0, 0.5); the
+    official protocol is exported in test_export_command."""
+    sm = Smoothing(resolution="token", d=0.5, c=0.0)
+    info = export_onnx(model, tmp_path / "m.onnx", example_batch=3, output="maps",
+                       smoothing={"resolution": "token", "d": 0.5, "c": 0.0})
+    assert list(info.outputs) == ["maps"] and info.outputs["maps"][1] == ["batch", 8, 16]
     sess = session(tmp_path / "m.onnx")
-    assert [o.name for o in sess.get_outputs()] == names
+    assert [o.name for o in sess.get_outputs()] == ["maps"]
     frames, tids = batch(2, start=0)
-    got = sess.run(None, {"frames": frames.numpy(), "noise": frame_noise(0, tids, L).numpy()})
+    (maps,) = sess.run(None, {"frames": frames.numpy(),
+                              "noise": frame_noise(0, tids, L).numpy()})
     with torch.no_grad():
-        want_maps, want_raw = step_core(model, protocol, sm)(core_inputs(frames), tids)
-    want = want_raw if kind == "official" else want_maps
-    assert got[0].shape == tuple(want.shape)
-    assert rel(got[0], want.numpy()) <= RTOL
-    if kind != "official":
-        assert got[0].shape == (2, 8, 16)  # token maps
+        want = step_core(model, "paper", sm)(core_inputs(frames), tids)[0]
+    assert maps.shape == (2, 8, 16) == tuple(want.shape)
+    assert rel(maps, want.numpy()) <= RTOL
 
 
 def test_export_errors_and_a_failed_check_leaves_no_file(model, tmp_path, monkeypatch):
@@ -178,6 +172,12 @@ def test_export_command(model, tmp_path, capsys):
     assert payload["max_rel_diff"] is None and payload["protocol"] == "official"
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "o.onnx")).metadata_props}
     assert meta["protocol"] == "official" and meta["preset"] == "tiny"
+    frames, tids = batch(3, start=0)  # the official token-mean scores, at another batch size
+    (scores,) = session(tmp_path / "o.onnx").run(None, {
+        "frames": frames.numpy(), "noise": frame_noise(0, tids, L).numpy()})
+    core = step_core(model, "official", Smoothing.official("avenue"))
+    with torch.no_grad():
+        assert rel(scores, core(core_inputs(frames), tids)[1].numpy()) <= RTOL
     assert main(["export", str(ckpt), "--onnx", str(tmp_path / "m.onnx"), "--protocol",
                  "official", "--output", "maps"]) == 1
     assert "scores only" in capsys.readouterr().err

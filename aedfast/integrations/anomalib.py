@@ -17,7 +17,9 @@ since x = v / 255), and go through the model's own pre-processing as RGB
 trained on, resized as OpenCV's INTER_LINEAR does, scaled to [-1, 1] inside the step). The
 model step is the Detector's (`Detector.runner`), with the masking noise of frame index t
 (`aedfast.step.frame_noise`), so a clip scores exactly as `Detector.score_video` scores its
-frame t. Per clip the module returns
+frame t, given the same decoded pixels (frame folders: the same files; video files are decoded
+by PyAV in anomalib and by OpenCV in the Detector, which agreed pixel for pixel on an MJPEG
+AVI). Per clip the module returns
 - ``pred_score`` float32 [B]: the Detector's raw frame score of frame t (protocol "paper": the
   max of its unfiltered anomaly map, `VideoResult.raw_scores`; "official": the token-mean
   score of docs/design.md §2);
@@ -43,7 +45,7 @@ Limits:
   (``frames_between_clips=1``). These are checked against the datamodule when a run starts.
 - The frame index is the batch's ``frames`` field: the frame number for frame-folder layouts
   (UCSDped, ShanghaiTech's test set) and the video timestamp for video files, which is the
-  frame number for Avenue's AVI files.
+  frame number in AVI files (Avenue; anomalib reads Avenue's masks by the same index).
 - No training through anomalib: train with ``aedfast train`` and load the checkpoint.
 - The default post-processor leaves the scores as they are (no anomalib normalisation or
   thresholds, so no ``pred_label`` / ``pred_mask``); pass ``post_processor=PostProcessor()``
@@ -63,7 +65,6 @@ import hashlib
 import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -71,10 +72,10 @@ import torch
 import torch.nn.functional as F
 
 from ..detector import Detector
-from ..metrics import micro_macro_auc
 from ..model import AEDMAE, load_model
-from ..scoring import PROTOCOLS, Smoothing, finish_scores, resolve_smoothing
+from ..scoring import PROTOCOLS, Smoothing, resolve_smoothing
 from ..step import OFFSET
+from .frame_protocol import ProtocolScores, protocol_scores
 
 CLIP_LENGTH = 2 * OFFSET + 1  # frames t-3 .. t+3
 TARGET = OFFSET  # the target frame's position in a clip (anomalib's "mid": int(7 / 2))
@@ -120,12 +121,13 @@ try:
     from torchmetrics import Metric
     from torchmetrics.utilities import dim_zero_cat
 except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError("aedfast.integrations.anomalib needs anomalib (and its video extra): "
-                      "pip install 'aedfast[anomalib]'") from e
+    # the same exception type, so that a missing package still reads as ModuleNotFoundError
+    raise type(e)(f"aedfast.integrations.anomalib needs anomalib and its video extra ({e}): "
+                  "pip install 'aedfast[anomalib]'", name=e.name) from e
 
 __all__ = [
     "CLIP_LENGTH", "AedMae", "FrameAUC", "ProtocolScores", "aedfast_protocol_scores",
-    "clip_frames_uint8", "protocol_scores",
+    "clip_frames_uint8", "protocol_scores",  # ProtocolScores, protocol_scores: frame_protocol.py
 ]
 
 
@@ -183,7 +185,8 @@ class AedMae(AnomalibModule):
         pre_processor, post_processor, evaluator, visualizer: anomalib's components; True
             means this model's defaults: no transform (the model pre-processes itself), no
             normalisation or thresholds, and the evaluator of `default_evaluator`. The
-            visualizer is off by default (it writes an image per clip); True gives anomalib's.
+            visualizer is off by default: anomalib's ImageVisualizer draws single frames and
+            fails on 7-frame clips ("pic should be 2/3 dimensional", anomalib 2.7).
     """
 
     def __init__(self, checkpoint: str | AEDMAE | tuple, *, preset: str = "avenue",
@@ -220,6 +223,7 @@ class AedMae(AnomalibModule):
                          "batch_size": batch_size}
         self._detector: Detector | None = None
         self._store: torch.Tensor | None = None
+        self._store_release = None  # forgets the store's CUDA graphs (`StepRunner.track`)
         if evaluator is True:
             self.evaluator = self.default_evaluator()
 
@@ -309,7 +313,7 @@ class AedMae(AnomalibModule):
         if det is None or det.device.type != dev.type or (
                 dev.index is not None and det.device.index != dev.index):
             self._detector = det = Detector(self.model, device=dev, **self._options)
-            self._store = None
+            self._store = self._store_release = None  # the old store went with its Detector
         return det
 
     def _frame_store(self, det: Detector) -> torch.Tensor:
@@ -317,8 +321,10 @@ class AedMae(AnomalibModule):
         H, W = det.config.img_size
         n = len(_CLIP_POSITIONS) * det.batch_size
         if self._store is None or self._store.shape[0] != n:
+            if self._store_release is not None:
+                self._store_release()  # the replaced store's CUDA graphs
             self._store = torch.empty(n, 3, H, W, dtype=torch.uint8, device=det.device)
-            det.runner.track(self, self._store)
+            self._store_release = det.runner.track(self, self._store)
         return self._store
 
     @torch.inference_mode()
@@ -396,89 +402,6 @@ class AedMae(AnomalibModule):
 
 
 # ----------------------------------------------------------------------------- protocol
-
-
-@dataclass
-class ProtocolScores:
-    """aedfast's frame-level protocol applied to per-frame scores from an anomalib run.
-
-    videos: the videos, sorted. Per video (lists aligned with `videos`):
-    frames: int64 [n] the frame indices scored (every frame but the first and last 3);
-    raw_scores: float64 [n] the scores as the model returned them (``pred_score``);
-    scores: float64 [n] after the protocol's temporal smoothing (and, official ShanghaiTech
-        rule, the per-video min-max);
-    labels: int64 [n] 0/1 frame labels, or None without ``gt_label``.
-    micro_auc, macro_auc: docs/design.md §5 (NaN without labels).
-    """
-
-    videos: list
-    frames: list[np.ndarray]
-    raw_scores: list[np.ndarray]
-    scores: list[np.ndarray]
-    labels: list[np.ndarray] | None
-    micro_auc: float
-    macro_auc: float
-
-
-def protocol_scores(videos: Sequence, frames: Sequence[int] | np.ndarray,
-                    raw_scores: Sequence[float] | np.ndarray,
-                    labels: Sequence[int] | np.ndarray | None = None, *,
-                    protocol: str = "paper", dataset: str = "avenue",
-                    smoothing: Smoothing | None = None) -> ProtocolScores:
-    """aedfast's per-video temporal smoothing and frame AUC over per-clip results.
-
-    videos: [N] a video name (or key) per clip; frames: [N] int target frame indices;
-    raw_scores: [N] float the model's scores; labels: [N] 0/1 or None. Clips may come in any
-    order; within a video the frames must be consecutive (frames_between_clips=1), each once.
-    smoothing: the temporal fields (sigma, support, temporal) used; default the protocol's
-    own (paper: the centred Gaussian, sigma 11, support 37; official: docs/design.md §5).
-    """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if dataset not in ("avenue", "shanghaitech"):
-        raise ValueError(f"dataset must be 'avenue' or 'shanghaitech', got {dataset!r}")
-    sm = smoothing if smoothing is not None else (
-        Smoothing.official(dataset) if protocol == "official" else Smoothing())
-    vid = list(videos)
-    fr = np.asarray(frames, dtype=np.int64).reshape(-1)
-    raw = np.asarray(raw_scores, dtype=np.float64).reshape(-1)
-    lab = None if labels is None else np.asarray(labels).reshape(-1).astype(np.int64)
-    n = len(vid)
-    if fr.size != n or raw.size != n or (lab is not None and lab.size != n):
-        raise ValueError(f"{n} videos, {fr.size} frames, {raw.size} scores"
-                         + ("" if lab is None else f", {lab.size} labels") + ": sizes differ")
-    if n == 0:
-        raise ValueError("no scored clips")
-    groups: dict = {}
-    for i, v in enumerate(vid):
-        groups.setdefault(v, []).append(i)
-    names = sorted(groups, key=str)
-    out_f, out_raw, out_s, out_l = [], [], [], []
-    for v in names:
-        ii = np.asarray(groups[v])
-        order = np.argsort(fr[ii], kind="stable")
-        ii = ii[order]
-        f = fr[ii]
-        steps = np.diff(f)
-        if (steps == 0).any():
-            raise ValueError(f"video {v}: frame {int(f[1:][steps == 0][0])} scored twice")
-        if (steps != 1).any():
-            j = int(np.flatnonzero(steps != 1)[0])
-            raise ValueError(f"video {v}: frames {int(f[j])} and {int(f[j + 1])} are not "
-                             "consecutive; aedfast's temporal smoothing needs every frame "
-                             "(frames_between_clips=1)")
-        s = finish_scores(torch.from_numpy(raw[ii].astype(np.float32)), sm, protocol, dataset)
-        out_f.append(f)
-        out_raw.append(raw[ii])
-        out_s.append(s.double().cpu().numpy())
-        if lab is not None:
-            out_l.append(lab[ii])
-    if lab is None:
-        micro = macro = float("nan")
-    else:
-        micro, macro = micro_macro_auc(out_s, out_l)
-    return ProtocolScores(names, out_f, out_raw, out_s, out_l if lab is not None else None,
-                          float(micro), float(macro))
 
 
 def _flat_batches(predictions: Iterable) -> Iterable:
