@@ -11,7 +11,9 @@ is the one implementation of the rule: `find_events` runs it over a whole video 
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import os
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -198,14 +200,15 @@ EVENT_COLUMNS = ("start", "end", "length", "peak_frame", "peak_score", "peak_row
 def events_csv(events: Sequence[Event | Mapping], videos: Sequence[str] | None = None) -> str:
     """CSV text, one row per event (`EVENT_COLUMNS`, after a "video" column when `videos`
     names each event's video); an absent location is an empty field."""
-    head = ("video",) * (videos is not None) + EVENT_COLUMNS
-    rows = [",".join(head)]
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(("video",) * (videos is not None) + EVENT_COLUMNS)
     for i, e in enumerate(events):
         d = e.as_dict() if isinstance(e, Event) else e
         cells = ["" if d[c] is None else f"{d[c]:.6g}" if c == "peak_score" else str(d[c])
                  for c in EVENT_COLUMNS]
-        rows.append(",".join(([str(videos[i])] if videos is not None else []) + cells))
-    return "\n".join(rows) + "\n"
+        out.writerow(([str(videos[i])] if videos is not None else []) + cells)
+    return buf.getvalue()
 
 
 def write_events(json_path: str | os.PathLike, csv_path: str | os.PathLike,

@@ -292,7 +292,7 @@ def calibrate_scores(scores: Sequence[np.ndarray], fps: Sequence[float],
     keep = np.flatnonzero(np.diff(np.concatenate(([-1], counts))) != 0)
     limit = max(_CURVE_MIN_EVENTS, 4 * max(asked.values()) * hours)
     stop = np.flatnonzero(counts[keep] > limit)
-    keep = keep[:stop[0] + 1] if stop.size else keep
+    keep = keep[:stop[0] + 1] if stop.size else np.union1d(keep, [len(levels) - 1])
     allv = np.concatenate(arrays)
     qs = [0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 0.9999, 1.0]
     dist = {"quantiles": {f"{q:g}": float(np.quantile(allv, q)) for q in qs},

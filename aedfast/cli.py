@@ -259,9 +259,10 @@ def cmd_score_many(args: argparse.Namespace) -> int:
                      decode=args.decode, progress=not args.quiet)
     if run.rank != 0:
         return 0
-    text = (f"{len(run.results)} videos on {run.world} process(es): {len(run.scored)} scored "
-            f"here, {len(run.results) - len(run.scored)} by other ranks or reused; wrote "
-            f"{run.path}")
+    reused = sum(r.reused for r in run.results)
+    text = (f"{len(run.results)} videos on {run.world} process(es): "
+            f"{len(run.results) - reused} scored, {reused} finished before (part files); "
+            f"wrote {run.path}")
     if run.metrics:
         text += (f"\nmicro AUC {run.metrics['micro_auc']:.4f}  macro AUC "
                  f"{run.metrics['macro_auc']:.4f}")

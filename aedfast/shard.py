@@ -43,8 +43,8 @@ RESULTS = "results.json"
 @dataclass
 class VideoScores:
     """One video's result: scores / raw_scores float32 [T] (`VideoResult`), its events
-    (dicts of `aedfast.alarms.Event`, None without a calibration), the rank that scored it
-    and the seconds it took."""
+    (dicts of `aedfast.alarms.Event`, None without a calibration), the rank that scored it,
+    the seconds it took, and whether this run reused it from its part file."""
 
     key: str
     name: str
@@ -54,10 +54,12 @@ class VideoScores:
     seconds: float
     rank: int
     events: list[dict] | None = None
+    reused: bool = False
 
     def as_dict(self) -> dict:
         return {"key": self.key, "name": self.name, "source": self.source,
                 "frames": int(len(self.scores)), "seconds": self.seconds, "rank": self.rank,
+                "reused": self.reused,
                 "scores": self.scores.tolist(), "raw_scores": self.raw_scores.tolist(),
                 "events": self.events}
 
@@ -79,9 +81,10 @@ class ShardRun:
 
 
 def video_key(name: str, source) -> str:
-    """A file-name-safe key, unique per source: the name plus 8 hex digits of a hash of the
-    source's absolute path (of the name for sources that are not paths)."""
-    ident = str(Path(source).resolve()) if isinstance(source, (str, os.PathLike)) else name
+    """A file-name-safe key, unique per source: the name plus 8 hex digits of the sha1 of
+    the source's path as given (of the name for sources that are not paths), so that every
+    rank of every machine, running the same command, computes the same keys."""
+    ident = os.fspath(source) if isinstance(source, (str, os.PathLike)) else name
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80] or "video"
     return f"{safe}-{hashlib.sha1(ident.encode()).hexdigest()[:8]}"
 
@@ -155,7 +158,7 @@ def _read_part(path: Path, sig: dict) -> VideoScores | None:
                        path)
         return None
     return VideoScores(meta["key"], meta["name"], meta["source"], scores, raw,
-                       float(meta["seconds"]), int(meta["rank"]), meta.get("events"))
+                       float(meta["seconds"]), int(meta["rank"]), meta.get("events"), True)
 
 
 def _make_detector(detector, kwargs: Mapping | None, d: Dist):
@@ -202,8 +205,9 @@ def score_many(detector, sources: Sequence, out: str | os.PathLike, *,
     if not pairs:
         raise ValueError("no videos to score")
     keys = [video_key(n, s) for n, s in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("a video is named twice in the sources")
+    twice = sorted({pairs[i][0] for i, k in enumerate(keys) if keys.count(k) > 1})
+    if twice:
+        raise ValueError(f"videos named twice in the sources: {twice[:5]}")
     hint = (detector_kwargs or {}).get("device")
     d = init_dist(getattr(detector, "device", None) or (torch.device(hint) if hint else None))
     try:

@@ -215,8 +215,8 @@ def autotuned_kernels() -> list[tuple[str, object]]:
 
     from aedfast.kernels import cvt, motion, smoothing, temporal
 
-    return [(name, obj) for mod in (cvt, motion, smoothing, temporal) for name, obj in vars(mod).items()
-            if isinstance(obj, Autotuner)]
+    return [(name, obj) for mod in (cvt, motion, smoothing, temporal)
+            for name, obj in vars(mod).items() if isinstance(obj, Autotuner)]
 
 
 def unfit(e: Exception) -> bool:

@@ -53,6 +53,7 @@ def test_scoring_and_evaluation_print_nothing_and_log(eager, video, tree, capsys
     # AEDFAST_PROGRESS=0 switches the bars off, whatever the argument says
     monkeypatch.setenv("AEDFAST_PROGRESS", "0")
     again = aedfast.evaluate(eager, tree, progress=True, localization=False)
+    eager.score_video(video[:8], progress=True)
     cap = capsys.readouterr()
     assert cap.out == "" and cap.err == ""
     assert again.micro_auc == res.micro_auc
@@ -154,3 +155,19 @@ def test_video_result_aliases(eager, video):
     assert res.pred_score is res.scores and res.anomaly_map is res.maps
     assert res.anomaly_map.shape == (6, 64, 128) and res.pred_score.shape == (6,)
     assert eager.score_video(video[:6]).anomaly_map is None
+
+
+def test_atomic_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    """Files written through the one atomic writer are shareable like any open()ed file."""
+    import os
+
+    from aedfast.checkpoint import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        out = atomic_write(tmp_path / "r.json", lambda p: p.write_text("{}"))
+        plain = tmp_path / "plain.json"
+        plain.write_text("{}")
+    finally:
+        os.umask(old)
+    assert (out.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777) == 0o644

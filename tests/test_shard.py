@@ -97,6 +97,7 @@ def test_two_gloo_ranks_equal_one_process_and_resume(tmp_path, one_thread):  # n
     assert [f["scored"] for f in fresh] == [[keys[0], keys[2]], [keys[1], keys[3]]]
     assert [f["has_results"] for f in fresh] == [True, False]
     assert {g["rank"] for g in _results(tmp_path / "two")} == {0, 1}
+    assert [g["reused"] for g in _results(tmp_path / "resumed")] == [True, False, True, False]
     # resumed: the two finished videos were not scored again, the other two were shared out
     assert sorted(sum((r["scored"] for r in resumed), [])) == sorted([keys[1], keys[3]])
     assert resumed[0]["reused"] == [keys[0], keys[2]] and resumed[1]["reused"] == []
@@ -132,5 +133,6 @@ def test_score_many_command_on_a_data_set(tmp_path, capsys, one_thread):  # noqa
                                det.score_video(str(root / "testing/frames/01_0001")).scores,
                                rtol=1e-6)
     assert main(args[:-1]) == 0
-    assert "0 scored here, 2 by other ranks or reused" in capsys.readouterr().out
+    assert "2 videos on 1 process(es): 0 scored, 2 finished before" in capsys.readouterr().out
+    assert all(r["reused"] for r in _results(tmp_path / "o"))
 
