@@ -48,6 +48,12 @@ seeded by `video_seed(seed, split, index)` = [seed, 0 | 1 | 2 (train | test | va
 index], so video i is the same whatever n_train / n_test / n_val are, and the three splits
 never share a seed (the manifest records each video's seed). Version 2 added the validation
 split; its training and test videos are byte-identical to version 1's for the same arguments.
+
+`generate(..., variant=NAME | Variant)` draws the tree with another camera of the benchmark
+family (`aedfast.data.synthetic_variants`, docs/design.md §6): scene layout and palette,
+perspective and tilt, crowd density, anomaly mix and size, lighting, noise, compression and
+frame size. The default variant is today's generator, byte for byte, and its manifest is
+unchanged; another variant's name and knobs are recorded in the manifest's parameters.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ import json
 import os
 import shutil
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -67,6 +74,7 @@ from .readers import Dataset
 from .synthetic_agents import ANOMALY_KINDS, LONG_KINDS, normal_people, plan_anomalies
 from .synthetic_draw import Painter
 from .synthetic_scene import Scene, make_scene
+from .synthetic_variants import Variant, apply_camera, get_variant
 from .videos import collect_videos
 
 GENERATOR_VERSION = 2  # 2: the validation split (training and test unchanged)
@@ -74,13 +82,18 @@ SPLITS = ("train", "test", "validation")
 
 
 def render_video(scene: Scene, rng: np.random.Generator, T: int, anomaly_kinds: list[str],
-                 *, noise: float = 2.5) -> tuple[np.ndarray, np.ndarray | None]:
+                 *, noise: float = 2.5, variant: Variant | None = None
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Render T frames. Returns (frames uint8 [T, H, W, 3] BGR, masks uint8 [T, H, W] 0/1 or None
-    when there are no anomalies)."""
+    when there are no anomalies). `variant`: its crowd density, anomaly size and imaging knobs
+    (the scene's knobs are `scene`'s, its noise is `noise`); None is today's camera."""
     H, W = scene.H, scene.W
-    agents = normal_people(scene, rng, T)
+    v = variant if variant is not None else Variant()
+    agents = normal_people(scene, rng, T, v.density)
     if anomaly_kinds:
-        agents += plan_anomalies(scene, rng, T, anomaly_kinds)
+        a_scene = scene if v.anomaly_scale == 1.0 else \
+            replace(scene, slope=scene.slope * v.anomaly_scale)
+        agents += plan_anomalies(a_scene, rng, T, anomaly_kinds)
     # slow lighting drift: a per-channel gain oscillating over several hundred frames
     amp = float(rng.uniform(0.04, 0.08))
     period = float(rng.uniform(300, 900))
@@ -104,7 +117,17 @@ def render_video(scene: Scene, rng: np.random.Generator, T: int, anomaly_kinds: 
         frames[t] = f.astype(np.uint8)
     if masks is not None:
         masks = (masks > 0).astype(np.uint8)
+    if v.has_imaging():  # its own generator, drawn from `rng` after everything else
+        frames, masks = apply_camera(frames, masks, v,
+                                     np.random.default_rng(int(rng.integers(2**63))))
     return frames, masks
+
+
+def variant_scene(seed: int, variant: Variant, H: int, W: int) -> Scene:
+    """The scene a tree of data set seed `seed` is drawn in with `variant` at H x W: its own
+    `scene_seed` when it has one, else `seed`."""
+    return make_scene(seed if variant.scene_seed is None else variant.scene_seed, H, W,
+                      **variant.scene_options())
 
 
 def video_seed(seed: int, split: str, index: int) -> list[int]:
@@ -151,11 +174,30 @@ def _write_video(path: Path, frames: np.ndarray, fps: float) -> None:
 
 def _params(seed: int, n_train: int, n_test: int, n_val: int, frames: int,
             size: tuple[int, int], fps: float, image_ext: str, kinds: list[str],
-            noise: float) -> dict:
-    return {"generator": "aedfast.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
-            "n_train": n_train, "n_test": n_test, "n_val": n_val, "frames": frames,
-            "size": list(size), "fps": fps, "image_ext": image_ext, "kinds": kinds,
-            "noise": noise}
+            noise: float, variant: Variant) -> dict:
+    """The manifest's parameters; a default variant adds nothing (version 2's manifest)."""
+    p = {"generator": "aedfast.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
+         "n_train": n_train, "n_test": n_test, "n_val": n_val, "frames": frames,
+         "size": list(size), "fps": fps, "image_ext": image_ext, "kinds": kinds,
+         "noise": noise}
+    if not variant.is_default():
+        p["variant"] = variant.to_dict()
+    return p
+
+
+def _resolve(name: str, arg, variant: Variant, default):
+    """A generation argument that the variant may also set (size, kinds, noise): the
+    argument, else the variant's value, else the built-in default; both set and different is
+    an error naming the field."""
+    own = getattr(variant, name)
+    if arg is None:
+        return own if own is not None else default
+    if own is not None:
+        same = float(arg) == float(own) if name == "noise" else tuple(arg) == tuple(own)
+        if not same:
+            raise ValueError(f"{name}={arg!r} contradicts variant {variant.name!r}, which sets "
+                             f"{name}={own!r}; leave {name} out")
+    return arg
 
 
 def load_manifest(root: str | os.PathLike) -> dict | None:
@@ -181,10 +223,11 @@ def _older_version(man: dict | None, params: dict) -> bool:
 
 
 def generate(root: str | os.PathLike, *, seed: int = 0, n_train: int = 8, n_test: int = 6,
-             n_val: int = 7, frames: int = 250, size: tuple[int, int] = (64, 128),
+             n_val: int = 7, frames: int = 250, size: tuple[int, int] | None = None,
              fps: float = 25.0, image_ext: str = ".jpg",
-             kinds: tuple[str, ...] | list[str] = ANOMALY_KINDS, noise: float = 2.5,
-             overwrite: bool = False, progress: bool = True) -> Path:
+             kinds: tuple[str, ...] | list[str] | None = None, noise: float | None = None,
+             variant: str | Variant = "default", overwrite: bool = False,
+             progress: bool = True) -> Path:
     """Write the synthetic benchmark to `root` (ShanghaiTech layout, see the module docstring)
     and return `root`.
 
@@ -192,12 +235,19 @@ def generate(root: str | os.PathLike, *, seed: int = 0, n_train: int = 8, n_test
     each anomaly kind comes first in one of them); kinds: anomaly kinds used, cycled over the
     test videos and, separately, over the validation videos; image_ext: ".jpg" (quality 95)
     or ".png" for the test and validation frames; noise: sensor noise sigma in grey levels.
+    variant: a camera of the benchmark family, by name (`VARIANTS`) or a `Variant`; size,
+    kinds and noise left out (None) take the variant's values, else (64, 128), all kinds and
+    2.5; given, they must agree with the variant's.
     If `root` already holds a complete tree generated with the same parameters it is reused;
     one of an older generator version and otherwise the same parameters is regenerated (same
     training and test videos, plus what the new version adds); a different tree there raises
     FileExistsError unless `overwrite`.
     """
     root = Path(root).expanduser()
+    var = get_variant(variant)
+    size = _resolve("size", size, var, (64, 128))
+    kinds = _resolve("kinds", kinds, var, ANOMALY_KINDS)
+    noise = _resolve("noise", noise, var, 2.5)
     H, W = (int(size[0]), int(size[1]))
     if H < 32 or W < 32:
         raise ValueError(f"size must be at least 32 x 32, got {size}")
@@ -212,7 +262,7 @@ def generate(root: str | os.PathLike, *, seed: int = 0, n_train: int = 8, n_test
     if bad or not kinds:
         raise ValueError(f"unknown anomaly kinds {bad}; choose from {ANOMALY_KINDS}")
     params = _params(seed, n_train, n_test, n_val, frames, (H, W), float(fps), image_ext, kinds,
-                     float(noise))
+                     float(noise), var)
     if root.exists():
         man = load_manifest(root)
         if man is not None and man.get("complete") and man.get("params") == params:
@@ -224,7 +274,7 @@ def generate(root: str | os.PathLike, *, seed: int = 0, n_train: int = 8, n_test
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        _generate_into(tmp, params, progress)
+        _generate_into(tmp, params, var, progress)
         if root.exists():
             old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(root, old)
@@ -251,12 +301,12 @@ def _write_labelled(vdir: Path, frames: np.ndarray, masks: np.ndarray, labels_di
     return labels
 
 
-def _generate_into(out: Path, params: dict, progress: bool) -> None:
+def _generate_into(out: Path, params: dict, var: Variant, progress: bool) -> None:
     from ..progress import progress_bar
 
     seed, T = params["seed"], params["frames"]
     H, W = params["size"]
-    scene = make_scene(seed, H, W)
+    scene = variant_scene(seed, var, H, W)
     (out / "training/videos").mkdir(parents=True)
     for sub in ("frames", "test_frame_mask", "test_pixel_mask"):
         (out / "testing" / sub).mkdir(parents=True)
@@ -278,17 +328,18 @@ def _generate_into(out: Path, params: dict, progress: bool) -> None:
             seeds[split].append(vseed)
             rng = np.random.default_rng(vseed)
             if split == "train":
-                f, _ = render_video(scene, rng, T, [], noise=params["noise"])
+                f, _ = render_video(scene, rng, T, [], noise=params["noise"], variant=var)
                 _write_video(out / "training/videos" / f"01_{i + 1:03d}.avi", f, params["fps"])
                 continue
             kinds = _test_kinds(i, params["kinds"], rng)
-            f, m = render_video(scene, rng, T, kinds, noise=params["noise"])
+            f, m = render_video(scene, rng, T, kinds, noise=params["noise"], variant=var)
             fdir, ldir, pdir, pattern = dirs[split]
             name = pattern.format(i + 1)
             labels = _write_labelled(fdir / name, f, m, ldir, pdir, name, params["image_ext"])
             info[split][name] = {"kinds": kinds, "intervals": _intervals(labels),
                                  "anomalous_frames": int(labels.sum()), "seed": vseed}
-    manifest = {"params": params, "complete": True, "test_videos": info["test"],
+    manifest = {"params": params, "variant": var.to_dict(), "complete": True,
+                "test_videos": info["test"],
                 "validation_videos": info["validation"], "seeds": seeds}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
@@ -310,5 +361,6 @@ def open_validation(root: str | os.PathLike) -> Dataset:
     return Dataset("shanghaitech", base, [], videos)
 
 
-__all__ = ["ANOMALY_KINDS", "GENERATOR_VERSION", "SPLITS", "Scene", "generate", "load_manifest",
-           "make_scene", "open_validation", "render_video", "video_seed"]
+__all__ = ["ANOMALY_KINDS", "GENERATOR_VERSION", "SPLITS", "Scene", "Variant", "generate",
+           "load_manifest", "make_scene", "open_validation", "render_video", "variant_scene",
+           "video_seed"]

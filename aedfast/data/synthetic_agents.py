@@ -262,10 +262,13 @@ def _visible_span(scene: Scene, a: Agent) -> tuple[int, int]:
     return a.t0 + int(idx[0]), a.t0 + int(idx[-1]) + 1
 
 
-def normal_people(scene: Scene, rng: np.random.Generator, T: int) -> list[Agent]:
-    """Walkers arriving as a Poisson process, started early so the scene is already busy at
-    frame 0; only those visible in [0, T) are kept."""
-    rate = float(rng.uniform(0.010, 0.018))
+def normal_people(scene: Scene, rng: np.random.Generator, T: int,
+                  density: float = 1.0) -> list[Agent]:
+    """Walkers arriving as a Poisson process (`density` times 0.010-0.018 per frame), started
+    early so the scene is already busy at frame 0; only those visible in [0, T) are kept."""
+    rate = float(rng.uniform(0.010, 0.018)) * density
+    if rate <= 0:
+        return []
     warm = int(scene.W / (WALK * scene.height_at(scene.walk_band[0]) * 0.8)) + 5
     people = []
     t = -warm + rng.exponential(1 / rate)
