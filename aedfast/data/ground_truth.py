@@ -122,9 +122,9 @@ def read_ffp_mat(path: str | os.PathLike, lengths: Mapping[str, int]) -> dict[st
 # ----------------------------------------------------------------------------- npy
 
 
-def read_npy_labels(path: str | os.PathLike, lengths: Mapping[str, int]
-                    ) -> dict[str, np.ndarray]:
-    """One concatenated 0/1 ``.npy`` label array, split by `lengths` in order."""
+def load_label_array(path: str | os.PathLike) -> np.ndarray:
+    """A ``.npy`` file of frame labels as one 1-D array ([T], or [1, T] / [T, 1]); the one
+    .npy label loader (the data set readers use it too)."""
     path = Path(path)
     try:
         arr = np.load(path, allow_pickle=False)
@@ -133,7 +133,14 @@ def read_npy_labels(path: str | os.PathLike, lengths: Mapping[str, int]
     if arr.ndim != 1 and not (arr.ndim == 2 and 1 in arr.shape):
         raise DatasetError(f"{path}: expected one [T] array of 0/1 frame labels, got shape "
                            f"{arr.shape}")
-    arr = arr.reshape(-1)
+    return arr.reshape(-1)
+
+
+def read_npy_labels(path: str | os.PathLike, lengths: Mapping[str, int]
+                    ) -> dict[str, np.ndarray]:
+    """One concatenated 0/1 ``.npy`` label array, split by `lengths` in order."""
+    path = Path(path)
+    arr = load_label_array(path)
     if arr.size and not np.isin(arr, (0, 1)).all():
         raise DatasetError(f"{path}: expected 0/1 frame labels, found values "
                            f"{np.unique(arr)[:8].tolist()}")
@@ -341,6 +348,7 @@ def read_ground_truth(path: str | os.PathLike, lengths: Mapping[str, int], kind:
 
 
 __all__ = [
-    "GT_KINDS", "detect_gt_kind", "parse_ucsd_m", "ranges_to_labels", "read_ffp_mat",
+    "GT_KINDS", "detect_gt_kind", "load_label_array", "parse_ucsd_m", "ranges_to_labels",
+    "read_ffp_mat",
     "read_ground_truth", "read_json_labels", "read_npy_labels", "read_ped1", "read_ucf_crime",
 ]

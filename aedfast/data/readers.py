@@ -44,7 +44,7 @@ import numpy as np
 
 from ..frames import list_frame_files
 from .errors import DatasetError
-from .ground_truth import parse_ucsd_m
+from .ground_truth import load_label_array, parse_ucsd_m
 from .masks import ImageMasks, MatMasks, NpyMasks
 from .videos import (
     VIDEO_EXTS,
@@ -172,17 +172,6 @@ def _open_avenue(root: Path) -> Dataset:
     return Dataset("avenue", base, train, test)
 
 
-def _load_npy_labels(path: Path) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001
-        raise DatasetError(f"{path}: cannot read as a .npy label array ({e})") from e
-    if arr.ndim != 1 and not (arr.ndim == 2 and 1 in arr.shape):
-        raise DatasetError(f"{path}: expected a [T] array of 0/1 frame labels, got shape "
-                           f"{arr.shape}")
-    return arr.reshape(-1)
-
-
 def _open_shanghaitech(root: Path) -> Dataset:
     base = _base(root, "training", "testing")
     train = collect_videos(_first_dir(base, ["training/videos", "training/frames"],
@@ -205,7 +194,7 @@ def _open_shanghaitech(root: Path) -> Dataset:
             raise DatasetError(f"{ppath}: expected the pixel mask of test video {v.name!r} "
                                "(other videos have one), not found")
         if fpath.is_file():
-            labels = _load_npy_labels(fpath)
+            labels = load_label_array(fpath)
             if labels.shape[0] != len(v):
                 raise DatasetError(f"{fpath}: {labels.shape[0]} frame labels, test video "
                                    f"{v.source} has {len(v)} frames")
@@ -284,7 +273,7 @@ def _open_official(root: Path, labels_dir: str | os.PathLike | None = None) -> D
                 v.set_ground_truth(_with_source(_read_label_text(txt), txt, v))
                 break
             if npy.is_file():
-                v.set_ground_truth(_with_source(_load_npy_labels(npy), npy, v))
+                v.set_ground_truth(_with_source(load_label_array(npy), npy, v))
                 break
         else:
             raise DatasetError(f"test video {v.name!r}: expected a label file {v.name}.txt in "
