@@ -3,8 +3,8 @@
 1. generate the benchmark (aedfast.data.synthetic; reused when already there),
 2. train the tiny preset, teacher then student (reused when its checkpoint exists; a killed
    run resumes from its last checkpoint),
-3. score every test video with a Detector (GPU when there is one), with the demo's weights
-   and, for comparison, with the library's default weights,
+3. score every test video with a Detector (GPU when there is one) with the library's
+   default scoring,
 4. print micro and macro AUC and frames/s, and write per-video score plots, one overlay
    video and results.json into the output folder.
 """
@@ -18,25 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-# The demo's scoring: pixel maps o = a*rec + b*distill + c*y (docs/design.md §1) plus d times
-# the cls head's probability (aedfast.scoring.Smoothing), then DEMO_FILTER: a (5, 9, 9) box
-# filter, frame max, a temporal Gaussian (sigma 5).
-DEMO_FILTER = {"window": (5, 9, 9), "sigma": 5.0, "support": 21}
-# The weights were chosen on the synthetic benchmark's validation split (its own videos and
-# anomalies), never on the test split, by `python -m bench.tune_demo_weights DEMO_OUT`: see
-# WEIGHTS_RECORD for the search (best validation micro AUC 0.9435) and the test AUC of these
-# weights (micro 0.9180, macro 0.9369) and of the default ones (micro 0.8368, macro 0.8964).
-DEMO_WEIGHTS = {"a": 1.0, "b": 1.0, "c": 0.0, "d": 1.0}
-WEIGHTS_RECORD = "bench/results/2026-11-30-cpu-demo-weights.md"
-DEMO_SMOOTHING = {**DEMO_WEIGHTS, **DEMO_FILTER}
+# The demo scores with the library's defaults (`aedfast.scoring.Smoothing()`), the settings
+# chosen on the benchmark family's development variants by `python -m bench.choose_defaults`
+# (docs/design.md §6, "Benchmark family"): nothing in it is tuned on the demo's test split.
+DEFAULTS_RECORD = "bench/results/2026-12-01-cpu-defaults/results.md"
 
 
-def default_weights() -> dict[str, float]:
-    """The library's default weights (`Smoothing()`: a = b = c = 1, d = 0)."""
+def scoring_settings() -> dict:
+    """The scoring the demo (and a Detector by default) uses: `Smoothing()`'s fields."""
+    from dataclasses import asdict
+
     from .scoring import Smoothing
 
-    sm = Smoothing()
-    return {"a": sm.a, "b": sm.b, "c": sm.c, "d": sm.d}
+    d = asdict(Smoothing())
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 logger = logging.getLogger(__name__)
@@ -89,16 +84,10 @@ def run_demo(out: str | os.PathLike = "demo_out", *, quiet: bool = False, fast: 
     train_seconds = time.perf_counter() - t_train
 
     _say(quiet, "[3/4] scoring the test videos")
-    det = Detector(ckpt, device=device, smoothing=DEMO_SMOOTHING, seed=seed)
+    det = Detector(ckpt, device=device, seed=seed)
     det.score_video(dataset.test[0].frames(0, 16))  # compile / warm up outside the timing
     result = evaluate(det, dataset, protocol="paper", plots=out / "plots", progress=progress,
                       localization=False).as_dict()
-    # the same model and filter with the library's default weights, for comparison
-    base_w = default_weights()
-    det_default = Detector(ckpt, device=device, smoothing={**base_w, **DEMO_FILTER}, seed=seed)
-    res_default = evaluate(det_default, dataset, protocol="paper", progress=False,
-                           localization=False)
-    del det_default
 
     _say(quiet, "[4/4] overlay video of the most anomalous test video")
     best = max(dataset.test, key=lambda v: float(np.mean(v.labels)))
@@ -114,20 +103,15 @@ def run_demo(out: str | os.PathLike = "demo_out", *, quiet: bool = False, fast: 
         "plots": str(out / "plots"),
         "overlay": str(overlay_path),
         "fast": fast,
-        "weights": dict(DEMO_WEIGHTS),
-        "weights_chosen_on": "validation split",
-        "weights_record": WEIGHTS_RECORD,
-        "default_weights": {"weights": base_w, "micro_auc": res_default["micro_auc"],
-                            "macro_auc": res_default["macro_auc"],
-                            "per_video": res_default["per_video"]},
+        "scoring": scoring_settings(),
+        "scoring_chosen_on": "the benchmark family's development variants",
+        "scoring_record": DEFAULTS_RECORD,
     })
     report.write_json(out / "results.json", result)
     result["summary"] = (
         f"micro AUC {result['micro_auc']:.4f}  macro AUC {result['macro_auc']:.4f}  "
         f"{result['fps']:.1f} frames/s on {result['device']}  "
         f"(total {result['total_seconds']:.0f} s, training {result['train_seconds']:.0f} s)\n"
-        f"default weights (a = b = c = 1, d = 0): micro AUC {res_default['micro_auc']:.4f}  "
-        f"macro AUC {res_default['macro_auc']:.4f}\n"
         f"wrote {out} (results.json, plots/, {overlay_path.name})"
     )
     return result

@@ -8,7 +8,8 @@ seed 0, 64 x 128, 25 fps, MJPG): videos 0-7 are the demo's own training videos (
 to those `make demo` trains on), videos 8 .. 8 + calib - 1 are fresh normal videos to
 calibrate on, and the next `held` ones are held out. The scorer is the demo's: its trained
 checkpoint (default demo_out/model/aed_tiny.safetensors when it exists, else a random-weight
-tiny model, which the output says) with the demo's scoring (`aedfast.demo.DEMO_SMOOTHING`).
+tiny model, which the output says) with the demo's scoring (the library's defaults,
+`aedfast.demo.scoring_settings`).
 Thresholds are calibrated (`aedfast.calibration`) on the fresh videos, and separately on the
 demo's training videos, then events are counted on the held-out videos; the calibration is
 repeated over random halvings of the fresh videos for the spread of the held-out rate.
@@ -34,7 +35,7 @@ from aedfast.alarms import EventRule
 from aedfast.calibration import calibrate_scores, detector_signature
 from aedfast.checkpoint import atomic_write
 from aedfast.data.synthetic import generate
-from aedfast.demo import DEMO_SMOOTHING
+from aedfast.demo import scoring_settings
 from aedfast.detector import Detector
 from aedfast.model import AEDMAE
 from aedfast.report import write_json
@@ -160,8 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
         model_src = AEDMAE.from_preset("tiny").eval()
         which = f"random-weight tiny model (torch seed 0): no checkpoint at {ck}"
     print(f"scorer: {which}", flush=True)
-    det = Detector(model_src, device="cpu", compile=False, smoothing=DEMO_SMOOTHING,
-                   calibration=None, batch_size=64)
+    det = Detector(model_src, device="cpu", compile=False, calibration=None, batch_size=64)
     rule = EventRule(args.min_length, args.merge_gap)
     n_total = DEMO_TRAIN + args.calib + args.held
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
     frames = sum(len(s) for s in scores)
     result = {
         "command": command, "machine": device_info(torch.device("cpu")), "scorer": which,
-        "smoothing": DEMO_SMOOTHING, "rule": {"min_length": rule.min_length,
+        "smoothing": scoring_settings(), "rule": {"min_length": rule.min_length,
                                               "merge_gap": rule.merge_gap},
         "videos": {"demo_training": DEMO_TRAIN, "calibration": len(calib_s),
                    "held_out": len(held_s), "frames_each": args.frames, "fps": fps},
@@ -214,7 +214,7 @@ def _markdown(r: dict) -> str:
         f"Command: `{r['command']}`  ",
         f"Date: {m['date']}; machine: {m['name']}, CPU, {m['threads']} torch thread(s), "
         f"torch {m['torch']}, Python {m['python']}.  ",
-        f"Scorer: {r['scorer']}, scoring `aedfast.demo.DEMO_SMOOTHING` {r['smoothing']}.  ",
+        f"Scorer: {r['scorer']}, scoring {r['smoothing']}.  ",
         f"Event rule: min length {r['rule']['min_length']} frame(s), merge gap "
         f"{r['rule']['merge_gap']} frames. Videos: {v['frames_each']} frames at {v['fps']:g} "
         f"fps each; the demo's {v['demo_training']} training videos, {v['calibration']} fresh "

@@ -1,6 +1,7 @@
 """Record a finished `aedfast demo` run under bench/results: its results.json (test AUC with the
-demo's weights, chosen on validation, and with the default weights) plus a markdown
-summary with the machine and versions. Usage: python -m bench.record_demo DEMO_OUT [CMD]"""
+library's default scoring, or, for runs before 2026-12-01, the demo's own weights and the
+default ones) plus a markdown summary with the machine and versions.
+Usage: python -m bench.record_demo DEMO_OUT [CMD]"""
 
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ def _weights_lines(res: dict) -> list[str]:
     ]
 
 
+def _scoring_lines(res: dict) -> list[str]:
+    """The scoring settings of a demo that scores with the library's defaults."""
+    if "scoring" not in res:
+        return []
+    return [f"Scoring: the library's defaults, chosen on {res['scoring_chosen_on']} "
+            f"({res['scoring_record']}): " + ", ".join(f"{k} {v}" for k, v in
+                                                       res["scoring"].items()), ""]
+
+
 def main(demo_out: str, command: str = "make demo") -> Path:
     res = json.loads((Path(demo_out) / "results.json").read_text())
     dev = device_info(torch.device(res["device"]))
@@ -57,6 +67,7 @@ def main(demo_out: str, command: str = "make demo") -> Path:
         "Per-video AUC: " + ", ".join(f"{k} {v:.4f}" for k, v in res["per_video"].items()),
         "",
         *_weights_lines(res),
+        *_scoring_lines(res),
     ]
     base.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -8,7 +8,12 @@ process; record micro/macro AUC and the training wall time. Results are rewritte
 variant, so a cut run keeps what finished.
 
     python -m bench.variant_table --out bench/results/DATE-cpu-variants \
-        [--variants heldout | dev | NAME ...] [--seed 0] [--work /tmp/aedfast-variants]
+        [--variants heldout | dev | NAME ...] [--seed 0] [--work /tmp/aedfast-variants] \
+        [--train-arg=--anomaly-prob=0.5 ...] [--reuse]
+
+--train-arg adds an option to `aedfast train` (experiments against the defaults); --reuse
+evaluates the model already trained in --work (same command; its recorded training time is
+reported) instead of training again, e.g. after a change of scoring defaults.
 
 Writes results.json and results.md (command, machine, versions, one row per variant).
 """
@@ -35,8 +40,10 @@ def _run(cmd: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def variant_row(name: str, seed: int, work: Path) -> dict:
-    """Generate, train and evaluate one variant; its table row."""
+def variant_row(name: str, seed: int, work: Path, train_args: list[str] | None = None,
+                reuse: bool = False) -> dict:
+    """Generate, train and evaluate one variant; its table row. reuse: keep a model already
+    trained in `work` by the same command (its training time is read from train.json)."""
     from aedfast.data.synthetic import generate
     from aedfast.data.synthetic_variants import VARIANTS
 
@@ -46,8 +53,15 @@ def variant_row(name: str, seed: int, work: Path) -> dict:
     gen_s = time.perf_counter() - t
     aedfast = str(Path(sys.executable).with_name("aedfast"))
     out = work / f"{name}-seed{seed}-model"
-    train_s = _run([aedfast, "train", str(root), "--preset", "tiny", "--out", str(out),
-                    "--quiet"])
+    cmd = [aedfast, "train", str(root), "--preset", "tiny", "--out", str(out), "--quiet",
+           *(train_args or [])]
+    record = out / "train.json"
+    old = json.loads(record.read_text()) if reuse and record.is_file() else None
+    if old is not None and old["command"][1:] == cmd[1:]:
+        train_s = old["train_s"]
+    else:
+        train_s = _run(cmd)
+        record.write_text(json.dumps({"command": cmd, "train_s": round(train_s, 1)}))
     report = out / "eval.json"
     eval_s = _run([aedfast, "eval", str(out / "aed_tiny.safetensors"), str(root),
                    "--dataset", "shanghaitech", "--json", str(report), "--quiet"])
@@ -56,6 +70,7 @@ def variant_row(name: str, seed: int, work: Path) -> dict:
     return {"variant": name, "seed": seed, "frame_size": list(v.size or (64, 128)),
             "micro_auc": res["micro_auc"], "macro_auc": res["macro_auc"],
             "train_s": round(train_s, 1), "eval_s": round(eval_s, 1),
+            "train_reused": old is not None,
             "generate_s": round(gen_s, 1), "train_frames": 8 * 250}
 
 
@@ -64,18 +79,23 @@ def write(out: Path, meta: dict, rows: list[dict]) -> None:
 
     atomic_write(out / "results.json",
                  lambda t: t.write_text(json.dumps({**meta, "rows": rows}, indent=1)))
+    reused = any(r.get("train_reused") for r in rows)
+    extra = "".join(" " + a for a in meta.get("train_args", []))
     lines = [f"# Benchmark family: defaults on each variant, train then eval by the CLI "
              f"({meta['date']})", "", f"Command: `{meta['command']}`", "",
              f"Machine: {meta['machine']}, {meta['cpus']} CPUs, python {meta['python']}, "
              f"torch {meta['torch']}. Each variant: `aedfast train ROOT --preset tiny --out OUT "
-             f"--quiet`, then `aedfast eval OUT/aed_tiny.safetensors ROOT --dataset "
+             f"--quiet{extra}`"
+             f"{' (where marked reused: the model that command trained earlier)' if reused else ''}"
+             f", then `aedfast eval OUT/aed_tiny.safetensors ROOT --dataset "
              f"shanghaitech --json OUT/eval.json --quiet` (library defaults throughout).", "",
              "| variant | split | frame size | micro AUC | macro AUC | training s (2,000 frames) "
              "| eval s |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['split']} | {r['frame_size'][0]} x "
                      f"{r['frame_size'][1]} | {r['micro_auc']:.4f} | {r['macro_auc']:.4f} | "
-                     f"{r['train_s']} | {r['eval_s']} |")
+                     f"{r['train_s']}{' (reused)' if r.get('train_reused') else ''} | "
+                     f"{r['eval_s']} |")
     atomic_write(out / "results.md", lambda t: t.write_text("\n".join(lines) + "\n"))
 
 
@@ -87,6 +107,10 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=["heldout"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default="/tmp/aedfast-variants")
+    p.add_argument("--train-arg", action="append", default=[],
+                   help="an extra `aedfast train` option (repeat; e.g. --train-arg=--steps=100)")
+    p.add_argument("--reuse", action="store_true",
+                   help="evaluate models already trained in --work by the same command")
     args = p.parse_args()
     names: list[str] = []
     for v in args.variants:
@@ -99,11 +123,12 @@ def main() -> None:
     meta = {"command": "python -m bench.variant_table " + " ".join(sys.argv[1:]),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": platform.machine(), "cpus": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(), "torch": torch.__version__}
+            "python": platform.python_version(), "torch": torch.__version__,
+            "train_args": list(args.train_arg)}
     out, work = Path(args.out), Path(args.work)
     rows: list[dict] = []
     for name in names:
-        row = variant_row(name, args.seed, work)
+        row = variant_row(name, args.seed, work, args.train_arg, args.reuse)
         row["split"] = "held-out" if name in HELDOUT_VARIANTS else "dev"
         rows.append(row)
         write(out, meta, rows)
