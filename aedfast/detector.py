@@ -195,7 +195,8 @@ class Detector:
             "shanghaitech" if name == "shanghaitech" else "avenue")
         if self.official_dataset not in ("avenue", "shanghaitech"):
             raise ValueError("official_dataset must be 'avenue' or 'shanghaitech'")
-        self.smoothing = resolve_smoothing(smoothing, protocol, self.official_dataset)
+        self.smoothing = resolve_smoothing(smoothing, protocol, self.official_dataset,
+                                           getattr(src, "cls_head_trained", True))
         self.seed = int(seed)
         self.fingerprint = model_fingerprint(src)  # what a calibration was made with
         self.calibration = resolve_calibration(calibration, model_or_checkpoint,

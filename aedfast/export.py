@@ -206,7 +206,7 @@ def export_onnx(model_or_checkpoint: AEDMAE | str | os.PathLike | tuple,
     dataset = official_dataset or ("shanghaitech" if cfg.name == "shanghaitech" else "avenue")
     if dataset not in ("avenue", "shanghaitech"):
         raise ValueError("official_dataset must be 'avenue' or 'shanghaitech'")
-    sm = resolve_smoothing(smoothing, protocol, dataset)
+    sm = resolve_smoothing(smoothing, protocol, dataset, getattr(model, "cls_head_trained", True))
     step = ExportedStep(model, protocol, sm, dataset, output).eval()
 
     names = {"maps": ["maps"], "scores": ["scores"], "both": ["maps", "scores"]}[output]

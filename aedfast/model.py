@@ -332,8 +332,10 @@ class AEDMAE(nn.Module):
             Block(D, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth)
         )
         self.norm = nn.LayerNorm(D, eps=1e-6)
-        # docs/design.md §1; absent from the official implementation
+        # docs/design.md §1; absent from the official implementation (then untrained: scoring
+        # leaves out its term d unless asked, docs/design.md §9)
         self.cls_head = nn.Linear(D, 1)
+        self.cls_head_trained = True
 
         self.decoder_embed = nn.Linear(D, Dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
@@ -400,12 +402,10 @@ class AEDMAE(nn.Module):
         skip = {k for k in own if k.startswith("cls_head.")}
         check_state(state, own, skip=skip, source=str(teacher_path))
         model.load_state_dict(state, strict=False)
-        warnings.warn(
-            "official checkpoints have no classification head: cls_head is untrained",
-            stacklevel=2,
-        )
-        model.eval()
-        return model
+        warnings.warn("official checkpoints have no classification head: cls_head is untrained",
+                      stacklevel=2)
+        model.cls_head_trained = False  # scoring leaves its term out (docs/design.md §9)
+        return model.eval()
 
     # ------------------------------------------------------------------ native checkpoints
 
@@ -416,12 +416,12 @@ class AEDMAE(nn.Module):
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> AEDMAE:
         """Load a native checkpoint written by `save` (exactly: every key, every shape)."""
-        config, state, _ = read_checkpoint(path, map_location)
+        config, state, extra = read_checkpoint(path, map_location)
         model = cls(config)
         check_state(state, model.state_dict(), skip=set(), source=str(path))
         model.load_state_dict(state, strict=True)
-        model.eval()
-        return model
+        model.cls_head_trained = "converted_from" not in extra  # `aedfast convert` output
+        return model.eval()
 
     # ------------------------------------------------------------------ backends
 

@@ -16,6 +16,8 @@ Protocols:
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -30,6 +32,7 @@ __all__ = [
 ]
 
 PROTOCOLS = ("paper", "official")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,21 +49,26 @@ class Smoothing:
         predicted anomaly-map channel (docs/design.md §1).
     d: weight of the cls head's synthetic-anomaly probability sigmoid(cls_logit), added
         uniformly to every pixel of the frame's map (so it adds d * p to the frame max and
-        passes through the filters unchanged in space). An aedfast addition, 0 by default:
-        the paper's formula has no such term, and official checkpoints have no trained head.
-        Maps returned with d > 0 carry that per-frame offset.
+        passes through the filters unchanged in space). An aedfast addition: the paper's
+        formula has no such term, and official checkpoints have no trained head (their d is
+        then 0 unless asked for, `resolve_smoothing`). Maps returned with d > 0 carry that
+        per-frame offset.
+
+    The defaults (weights, window, temporal Gaussian) were chosen on the benchmark family's
+    development variants only, by `python -m bench.choose_defaults` (docs/design.md §6,
+    "Choosing the defaults"; the search: bench/results/2026-12-01-cpu-defaults/results.md).
     """
 
-    window: tuple[int, int, int] | None = (9, 9, 9)
+    window: tuple[int, int, int] | None = (5, 5, 5)
     window_kind: str = "box"
-    sigma: float | None = 11.0
-    support: int | None = 37
+    sigma: float | None = 5.0
+    support: int | None = 21
     temporal: str = "centered"
     resolution: str = "pixel"
     a: float = 1.0
-    b: float = 1.0
+    b: float = 0.3
     c: float = 1.0
-    d: float = 0.0
+    d: float = 3.0
 
     @classmethod
     def official(cls, dataset: str = "avenue") -> Smoothing:
@@ -82,10 +90,14 @@ class Smoothing:
 
 
 def resolve_smoothing(smoothing: Smoothing | Mapping | str | None, protocol: str,
-                      official_dataset: str) -> Smoothing:
+                      official_dataset: str, cls_head_trained: bool = True) -> Smoothing:
     """The `Smoothing` a Detector uses: "default" (the protocol's own), None (no smoothing:
     scores = raw scores), a `Smoothing`, or a dict of fields overriding the protocol's default.
-    Validated here, once, so that bad options fail at construction and not mid-video."""
+    Validated here, once, so that bad options fail at construction and not mid-video.
+
+    cls_head_trained: False for a model whose cls head holds no trained weights (official
+    checkpoints, `AEDMAE.cls_head_trained`): the default's cls term d is then left out (d = 0,
+    logged); a d > 0 asked for explicitly is kept, with a warning."""
     base = Smoothing.official(official_dataset) if protocol == "official" else Smoothing()
     if isinstance(smoothing, str):
         if smoothing != "default":
@@ -102,6 +114,17 @@ def resolve_smoothing(smoothing: Smoothing | Mapping | str | None, protocol: str
                         f"{type(smoothing).__name__}")
     if sm.resolution not in ("pixel", "token"):
         raise ValueError(f"resolution must be 'pixel' or 'token', got {sm.resolution!r}")
+    if sm.d and not cls_head_trained and protocol == "paper":
+        explicit = isinstance(smoothing, Smoothing) or (isinstance(smoothing, Mapping)
+                                                        and "d" in smoothing)
+        if explicit:
+            warnings.warn(f"smoothing d = {sm.d:g} weights the cls head, which this model has "
+                          "not trained (an official checkpoint): its term is noise",
+                          stacklevel=3)
+        else:
+            logger.info("the model's cls head is untrained (official checkpoint): scoring "
+                        "without its term (d = 0)")
+            sm = replace(sm, d=0.0)
     if sm.window is not None:
         w = (sm.window,) * 3 if isinstance(sm.window, int) else tuple(sm.window)
         sm = replace(sm, window=w)

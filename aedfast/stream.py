@@ -8,7 +8,7 @@ has arrived, and feeds the maps to a `StreamingSmoother`, the streaming form of
 Streaming delay (docs/design.md §9): frame t's model input needs frame t+3, so its map exists
 3 frames after it arrives; the 3D filter then needs window[0]//2 further frames and the
 temporal Gaussian support//2 more. `DetectorStream.delay` = 3 + window[0]//2 + support//2
-frames (25 frames with the defaults: one second at 25 fps).
+frames (15 frames with the defaults: 0.6 s at 25 fps).
 
 Results are typed: each final score is a `FrameScore` (frame, score), a named tuple, and a
 step returns a `StreamStep`, a read-only mapping {stream id: [FrameScore, ...]} that also

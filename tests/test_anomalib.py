@@ -29,6 +29,7 @@ from sklearn.metrics import roc_auc_score
 from aedfast.detector import Detector
 from aedfast.metrics import official_auc
 from aedfast.model import AEDMAE
+from aedfast.scoring import Smoothing
 from tests.detector_fixtures import perturb_bn, rel
 
 if os.environ.get("AEDFAST_REQUIRE_ANOMALIB") == "1":
@@ -45,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZE = (48, 80)  # frame H x W in the tree
 TEST_LENGTHS = {"Test001": 12, "Test002": 15}
 ANOMALY_FROM = {"Test001": 6, "Test002": 4}  # first anomalous frame of each test video
+SM = Smoothing()  # the default scoring, which AedMae uses
 TOL = 1e-5  # pred_score / anomaly_map against the Detector, max |a - b| / max |b|
 
 
@@ -109,13 +111,14 @@ def reference(tree, checkpoint) -> dict:
 
 def _expected_protocol(reference: dict) -> tuple[dict, float, float]:
     """aedfast's paper protocol without the 3D filter, computed independently: per video the
-    frames 3 .. T-4, a normalised Gaussian (sigma 11, radius 18, edges replicated: scipy), then
+    frames 3 .. T-4, the default's normalised Gaussian (`Smoothing()`'s sigma, radius support // 2,
+    edges replicated: scipy), then
     sklearn's ROC AUC (micro: all frames; macro: per video with a 0 put in front of labels and
     scores and a 1 appended, docs/design.md §5)."""
     smoothed, aucs, all_s, all_l = {}, [], [], []
     for video, r in reference.items():
-        s = gaussian_filter1d(r["raw"][3:-3].astype(np.float64), 11.0, mode="nearest",
-                              truncate=18 / 11)
+        s = gaussian_filter1d(r["raw"][3:-3].astype(np.float64), SM.sigma, mode="nearest",
+                              truncate=(SM.support // 2) / SM.sigma)
         lab = r["labels"][3:-3]
         smoothed[video] = s
         all_s.append(s)

@@ -62,7 +62,7 @@ def test_search_sums_equal_detector_scores(model, video):
                  "support": 21},
                 {"a": 0.0, "b": 0.0, "c": 1.0, "d": 1.0, "window": None, "sigma": 21.0,
                  "support": 65}]
-    assert settings[0]["window"] == Smoothing().window and settings[0]["sigma"] == 11.0
+    assert settings[0]["window"] == Smoothing().window and settings[0]["sigma"] == Smoothing().sigma
     for s in settings:
         got = v.scores(v.frame_max(s, s["window"]), s["sigma"], s["support"])
         det = Detector(model, device="cpu", seed=0, compile=False, smoothing={

@@ -162,6 +162,32 @@ def test_from_official_loads_and_matches(tmp_path):
     assert torch.equal(m2.state_dict()[key], sd[key])
 
 
+def test_untrained_cls_head_leaves_the_default_d_out(tmp_path, caplog):
+    """Official weights have no trained cls head: `cls_head_trained` is False after
+    from_official and after loading an `aedfast convert` file, True for trained/native models;
+    the default scoring then drops its term d (logged), an explicit d is kept with a warning."""
+    from aedfast.scoring import Smoothing, resolve_smoothing
+
+    src = AEDMAE.from_preset("tiny")
+    torch.save({"model": official_state(src)}, tmp_path / "checkpoint-best.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        off = AEDMAE.from_official(tmp_path / "checkpoint-best.pth", preset="tiny")
+    assert src.cls_head_trained and not off.cls_head_trained
+    off.save(tmp_path / "conv.safetensors", extra={"converted_from": ["checkpoint-best.pth"]})
+    src.save(tmp_path / "own.safetensors", extra={"train": {}})
+    assert not AEDMAE.load(tmp_path / "conv.safetensors").cls_head_trained
+    assert AEDMAE.load(tmp_path / "own.safetensors").cls_head_trained
+    assert Smoothing().d > 0  # the default uses the head
+    with caplog.at_level("INFO", logger="aedfast.scoring"):
+        sm = resolve_smoothing("default", "paper", "avenue", cls_head_trained=False)
+    assert sm.d == 0.0 and "untrained" in caplog.text
+    assert resolve_smoothing({"a": 2.0}, "paper", "avenue", False).d == 0.0
+    with pytest.warns(UserWarning, match="not trained"):
+        assert resolve_smoothing({"d": 1.0}, "paper", "avenue", False).d == 1.0
+    assert resolve_smoothing("default", "paper", "avenue", True).d == Smoothing().d
+
+
 def test_from_official_errors(tmp_path):
     src = AEDMAE.from_preset("tiny")
     sd = official_state(src)

@@ -214,7 +214,8 @@ class AedMae(AnomalibModule):
             raise ValueError("official_dataset must be 'avenue' or 'shanghaitech', got "
                              f"{self.official_dataset!r}")
         self.smoothing = resolve_smoothing("default" if smoothing is None else smoothing,
-                                           protocol, self.official_dataset)
+                                           protocol, self.official_dataset,
+                                           getattr(model, "cls_head_trained", True))
         self._device_arg = None if device is None else torch.device(device)
         self._options = {"preset": preset, "protocol": protocol,
                          "official_dataset": self.official_dataset, "smoothing": self.smoothing,
