@@ -50,6 +50,9 @@ GRID = {"a": (0.0, 0.1, 0.3, 1.0), "b": (0.0, 0.1, 0.3, 1.0, 3.0), "c": (0.0, 1.
 WINDOWS: tuple[tuple[int, int, int] | None, ...] = ((9, 9, 9), (5, 9, 9), (5, 5, 5), (9, 15, 15),
                                                     None)
 TEMPORAL = ((11.0, 37), (5.0, 21), (21.0, 65))  # sigma, support (frames)
+# the library's scoring defaults before this search (aedfast <= 2026-11-30), marked in the tables
+BEFORE = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0, "window": (9, 9, 9), "sigma": 11.0,
+          "support": 37}
 # per-video min-max after the temporal Gaussian: shown for what it would add, never chosen (it
 # needs the whole video, so live streams and calibrated alarm thresholds cannot use it)
 NORMALISATIONS = ("none", "minmax")
@@ -250,7 +253,8 @@ def main() -> None:
     rows = sorted(search(variants), key=rank_key)
     chosen = next(r for r in rows if r["normalisation"] == "none")
     default = next(r for r in rows if same(r, default_setting()))
-    marks = {"chosen": chosen, "current default": default}
+    before = next(r for r in rows if same(r, BEFORE))
+    marks = {"chosen": chosen, "current default": default, "default before 2026-12-01": before}
     lines = table(rows, names, marks, args.top)
     print("\n".join(lines))
     print(f"chosen: {describe(chosen)}; dev mean micro {chosen['mean_micro']:.4f} (default "
@@ -275,6 +279,7 @@ def main() -> None:
             "selection": "among settings without per-video min-max: max mean dev micro AUC; "
                          "ties: worst dev micro, mean dev macro",
             "chosen": plain(chosen), "current_default": plain(default),
+            "default_before": plain(before),
             "detector_check": check, "seconds": round(time.perf_counter() - t0, 1)}
     doc = {**meta, "rows": [{**r, "window": plain(r)["window"]} for r in rows]}
     out.mkdir(parents=True, exist_ok=True)
@@ -291,7 +296,8 @@ def main() -> None:
           + "; temporal sigma " + ", ".join(f"{s:g}" for s, _ in TEMPORAL)
           + "; per-video min-max no / yes (shown, never chosen: streams and alarms cannot use it)"
           + f". Selection: {meta['selection']}.", "",
-          f"Chosen: {describe(chosen)}.", f"Current default: {describe(default)}.", "",
+          f"Chosen: {describe(chosen)}.", f"Current default: {describe(default)}.",
+          f"Default before 2026-12-01: {describe(before)}.", "",
           "Full Detector passes (check of the search's sums):", ""]
     for label, per in check.items():
         md.append(f"- {label}: " + ", ".join(

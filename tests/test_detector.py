@@ -4,6 +4,7 @@ the triton + compile + CUDA-graph path against CUDA eager."""
 
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -15,16 +16,21 @@ from aedfast.detector import Detector, VideoResult
 from aedfast.frames import list_frame_files
 from aedfast.kernels.smoothing import smooth_scores
 from aedfast.model import AEDMAE, unpatchify
+from aedfast.scoring import Smoothing
 from aedfast.step import frame_noise
 from tests.detector_fixtures import FRAME, collect, rel
 
 # ----------------------------------------------------------------------------- offline scoring
 
 
-def _numpy_reference(model: AEDMAE, video: np.ndarray, seed: int = 0) -> tuple[np.ndarray, ...]:
+SM = Smoothing()  # the Detector's default scoring (the `eager` fixture's)
+
+
+def _numpy_reference(model: AEDMAE, video: np.ndarray, seed: int = 0, sm: Smoothing = SM
+                     ) -> tuple[np.ndarray, ...]:
     """Pixel maps and raw scores computed directly: cv2 resize, the docs/design.md §2 stack, one
-    model
-    call with the engine's noise, the o_t formula in numpy (a = b = c = 1)."""
+    model call with the engine's noise, the o_t formula in numpy with the weights of `sm`
+    (a, b, c, and d times the cls head's probability)."""
     H, W = model.config.img_size
     p = model.config.patch_size
     T = len(video)
@@ -46,7 +52,8 @@ def _numpy_reference(model: AEDMAE, video: np.ndarray, seed: int = 0) -> tuple[n
     e_rec = ((tgt - tea[:, :3]) ** 2).mean(1)
     e_dis = ((tea[:, :3] - stu[:, :3]) ** 2).mean(1)
     y = np.clip((tea[:, 3] + 1) / 2, 0, 1)
-    maps = e_rec + e_dis + y
+    prob = 1 / (1 + np.exp(-out.cls_logit.numpy()))
+    maps = sm.a * e_rec + sm.b * e_dis + sm.c * y + sm.d * prob[:, None, None]
     return maps, maps.max(axis=(1, 2)), out
 
 
@@ -61,7 +68,8 @@ def test_score_video_matches_direct_computation(model, video, eager_result):
     np.testing.assert_allclose(res.maps, maps, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(res.raw_scores, raw, rtol=1e-5)
     # the smoothed scores are smooth_scores over the whole volume of maps (chunking exact)
-    ref = smooth_scores(torch.from_numpy(res.maps)).numpy()
+    ref = smooth_scores(torch.from_numpy(res.maps), window=SM.window, sigma=SM.sigma,
+                        support=SM.support).numpy()
     np.testing.assert_allclose(res.scores, ref, rtol=1e-5, atol=1e-6)
 
 
@@ -69,11 +77,11 @@ def test_cls_head_term_adds_its_probability(model, video, eager_result):
     """Smoothing.d adds d * sigmoid(cls_logit) to every pixel of a frame's map."""
     det = Detector(model, device="cpu", backend="eager", compile=False, smoothing={"d": 2.0})
     res = det.score_video(video, return_maps=True)
-    _, raw, out = _numpy_reference(model, video)
+    _, raw0, out = _numpy_reference(model, video, sm=replace(SM, d=0.0))
     prob = 1 / (1 + np.exp(-out.cls_logit.numpy()))
-    np.testing.assert_allclose(res.raw_scores, raw + 2.0 * prob, rtol=1e-5)
+    np.testing.assert_allclose(res.raw_scores, raw0 + 2.0 * prob, rtol=1e-5)
     np.testing.assert_allclose(res.maps - eager_result.maps, np.broadcast_to(
-        2.0 * prob[:, None, None], res.maps.shape), rtol=1e-4, atol=1e-5)
+        (2.0 - SM.d) * prob[:, None, None], res.maps.shape), rtol=1e-4, atol=1e-5)
 
 
 def test_same_video_twice_and_batch_size_independent(model, video, eager_result):
