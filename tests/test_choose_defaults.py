@@ -73,3 +73,32 @@ def test_search_sums_equal_detector_scores(model, video):
             assert g.shape == want.shape and rel(g, want) < 1e-5, s
     mm = v.scores(v.frame_max(settings[1], (5, 9, 9)), 5.0, 21, "minmax")
     assert all(abs(x.min()) < 1e-12 and abs(x.max() - 1) < 1e-12 for x in mm)
+
+
+def test_variant_compare_table(tmp_path):
+    """bench/variant_compare.py: rows per variant in first-seen order, '-' where a run lacks
+    the variant, and per-split means only where every run has every variant of the split."""
+    import json
+
+    from bench import variant_compare as vc
+
+    def run(name, rows):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps({"command": "x", "date": "d", "rows": [
+            {"variant": v, "split": sp, "micro_auc": mi, "macro_auc": ma}
+            for v, sp, mi, ma in rows]}))
+        return f"{name}={d}"
+
+    a = run("a", [("v1", "dev", 0.5, 0.6), ("v2", "dev", 0.7, 0.8)])
+    b = run("b", [("v2", "dev", 0.9, 1.0), ("h1", "held-out", 0.25, 0.5)])
+    lines = vc.table(vc.load_runs([a, b]))
+    assert lines[2] == "| v1 | dev | 0.5000 / 0.6000 | - |"
+    assert lines[3] == "| v2 | dev | 0.7000 / 0.8000 | 0.9000 / 1.0000 |"
+    assert lines[4] == "| h1 | held-out | - | 0.2500 / 0.5000 |"
+    assert lines[5] == "| mean (dev) | dev | 0.6000 / 0.7000 | - |"
+    assert lines[6] == "| mean (held-out) | held-out | - | 0.2500 / 0.5000 |"
+    with pytest.raises(SystemExit, match="LABEL=DIR"):
+        vc.load_runs(["nolabel"])
+    with pytest.raises(SystemExit, match="no results.json"):
+        vc.load_runs([f"c={tmp_path / 'missing'}"])

@@ -25,7 +25,8 @@ def test_stream_equals_offline_with_join_and_leave(eager, video):
     offline = eager.score_video(video)
     stream = eager.stream(2)
     assert isinstance(stream, DetectorStream)
-    assert stream.delay == 3 + 4 + 18
+    sm = eager.smoothing  # the default scoring
+    assert stream.delay == 3 + sm.window[0] // 2 + sm.support // 2 == 3 + 2 + 10
     lengths = {0: len(video), 1: 15}
     got: dict = {}
     late = None
