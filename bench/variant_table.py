@@ -44,6 +44,7 @@ def variant_row(name: str, seed: int, work: Path, train_args: list[str] | None =
                 reuse: bool = False) -> dict:
     """Generate, train and evaluate one variant; its table row. reuse: keep a model already
     trained in `work` by the same command (its training time is read from train.json)."""
+    from aedfast.checkpoint import atomic_write
     from aedfast.data.synthetic import generate
     from aedfast.data.synthetic_variants import VARIANTS
 
@@ -61,7 +62,8 @@ def variant_row(name: str, seed: int, work: Path, train_args: list[str] | None =
         train_s = old["train_s"]
     else:
         train_s = _run(cmd)
-        record.write_text(json.dumps({"command": cmd, "train_s": round(train_s, 1)}))
+        atomic_write(record, lambda t: t.write_text(json.dumps({"command": cmd,
+                                                                "train_s": round(train_s, 1)})))
     report = out / "eval.json"
     eval_s = _run([aedfast, "eval", str(out / "aed_tiny.safetensors"), str(root),
                    "--dataset", "shanghaitech", "--json", str(report), "--quiet"])

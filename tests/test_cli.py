@@ -18,6 +18,7 @@ from aedfast.cli import main
 from aedfast.data import open_dataset
 from aedfast.data.synthetic import generate
 from aedfast.model import AEDMAE
+from aedfast.scoring import Smoothing
 
 from .test_model import official_state
 
@@ -207,7 +208,12 @@ def test_demo_fast_end_to_end(tmp_path):
         res = run_demo(out=tmp_path / "demo", quiet=True, fast=True)
     assert 0 <= res["micro_auc"] <= 1 and res["fps"] > 0
     out = tmp_path / "demo"
-    assert json.loads((out / "results.json").read_text())["micro_auc"] == res["micro_auc"]
+    written = json.loads((out / "results.json").read_text())
+    assert written["micro_auc"] == res["micro_auc"]
+    # the demo scores with the library's defaults, and says so
+    sm, got = Smoothing(), written["scoring"]
+    assert got["window"] == list(sm.window) and got["sigma"] == sm.sigma
+    assert [got[k] for k in "abcd"] == [sm.a, sm.b, sm.c, sm.d]
     assert len(list((out / "plots").glob("*.png"))) == 2
     cap = cv2.VideoCapture(res["overlay"])
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) > 0
