@@ -500,6 +500,10 @@ class AnomalyPaster:
             raise ValueError(f"anomaly probability must be in [0, 1], got {self.prob}")
         if self.max_objects < 1:
             raise ValueError("max_objects must be >= 1")
+        lo, hi = self.size
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"object size range {self.size} must satisfy 0 < lo <= hi <= 1 "
+                             "(fractions of the frame height)")
 
     def apply(self, frames: np.ndarray, rng: np.random.Generator,
               offsets: Sequence[int] = SAMPLE_OFFSETS, cutouts: ObjectSource | None = None,

@@ -207,3 +207,26 @@ def test_apply_validates():
         paster.apply(np.zeros((3, 8, 8, 3), np.uint8), np.random.default_rng(0))
     with pytest.raises(ValueError, match="probability"):
         AnomalyPaster(prob=1.5)
+
+
+def test_object_size_range():
+    with pytest.raises(ValueError, match="size range"):
+        AnomalyPaster(size=(0.0, 0.5))
+    with pytest.raises(ValueError, match="size range"):
+        AnomalyPaster(size=(0.4, 0.2))
+    H = 96
+    heights = {}
+    for size in ((0.05, 0.08), (0.4, 0.5)):
+        paster = AnomalyPaster(prob=1.0, max_objects=1, size=size, still_prob=1.0)
+        hs = []
+        for seed in range(30):
+            res = paster.apply(_frames(H=H), np.random.default_rng(seed))
+            rows = np.flatnonzero(res.masks[2].any(1))
+            # objects whose box lies fully inside the frame show their whole height
+            if len(rows) and 0 < rows[0] and rows[-1] < H - 1:
+                hs.append(rows[-1] - rows[0] + 1)
+        heights[size] = hs
+        assert len(hs) >= 5
+        # a drawn height in [lo, hi] * H; spinning shapes may end up a little shorter
+        assert max(hs) <= size[1] * H + 2, (size, hs)
+    assert max(heights[(0.05, 0.08)]) < min(heights[(0.4, 0.5)])

@@ -19,7 +19,7 @@ def videos():
     return make_videos()
 
 
-def test_cli_arguments(videos, tmp_path):
+def test_cli_arguments(videos, tmp_path, capsys):
     root = tmp_path / "data"
     for v in videos[:2]:
         write_folder(root, v.name, np.stack([cv2.resize(f, (128, 64)) for f in v.data]))
@@ -34,3 +34,9 @@ def test_cli_arguments(videos, tmp_path):
     assert AEDMAE.load(path).config.name == "tiny"
     with pytest.raises(SystemExit):
         p.parse_args([str(root), "--epochs", "1", "--steps", "2"])
+    a = p.parse_args([str(root), "--anomaly-size", "0.05,0.4", "--motion-strength", "0.5"])
+    assert a.anomaly_size == (0.05, 0.4) and a.motion_strength == 0.5
+    for bad in ("0.4,0.1", "0.1", "x,0.2"):
+        with pytest.raises(SystemExit):
+            p.parse_args([str(root), "--anomaly-size", bad])
+    assert "need 0 < lo <= hi" in capsys.readouterr().err

@@ -92,3 +92,11 @@ def test_anomalies_reproducible(videos):
     c = [mb for _, _, mb in stream_dataset(videos, prob=0.5, stop=3, seed=1)[0]]
     assert all(np.array_equal(x["frames"], y["frames"]) for x, y in zip(a, b))
     assert not all(np.array_equal(x["frames"], y["frames"]) for x, y in zip(a, c))
+
+
+def test_make_paster_takes_the_size_range():
+    from aedfast.training import resolve_config
+    from aedfast.training.data import make_paster
+
+    paster, _ = make_paster(resolve_config(anomaly_size=(0.05, 0.1), anomaly_prob=0.3))
+    assert paster.size == (0.05, 0.1) and paster.prob == 0.3

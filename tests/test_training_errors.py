@@ -59,6 +59,14 @@ def test_too_few_frames_and_bad_config(videos, tmp_path):
         train(short, out=tmp_path / "o", steps=1, progress=False, **BASE)
     with pytest.raises(ValueError, match="lr_schedule"):
         resolve_config(lr_schedule="linear")
+    with pytest.raises(ValueError, match="motion_strength"):
+        resolve_config(motion_strength=1.5)
+    with pytest.raises(ValueError, match="anomaly_size"):
+        resolve_config(anomaly_size=(0.5, 0.1))
+    with pytest.raises(ValueError, match="two numbers"):
+        resolve_config(anomaly_size=(0.1,))
+    cfg = resolve_config(anomaly_size=[0.05, 0.5], motion_strength=0.5)
+    assert cfg.anomaly_size == (0.05, 0.5) and cfg.to_dict()["anomaly_size"] == [0.05, 0.5]
     with pytest.raises(ValueError, match="unknown preset"):
         train(videos, out=tmp_path / "o", steps=1, progress=False,
                 **dict(BASE, preset="huge"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,3 +44,22 @@ def test_prepare_batch_targets_and_weights(videos):
     tok = patchify(batch["mask"][:, None].float(), 8).amax(-1) > 0
     hit = label.bool()
     assert (weights[hit][tok[hit]].sum() > plain[hit][tok[hit]].sum())
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.3])
+def test_motion_strength_mixes_uniform_weights(videos, strength):
+    ds, _ = stream_dataset(videos, prob=0.5, stop=1)
+    parts = [mb for _, _, mb in ds]
+    batch = {k: torch.cat([torch.as_tensor(p[k]) for p in parts]) for k in parts[0]}
+    cfg = get_preset("tiny", **SMALL)
+    full = prepare_batch(batch, cfg, torch.device("cpu"))[2]
+    mixed = prepare_batch(batch, cfg, torch.device("cpu"), motion_strength=strength)[2]
+    L = full.shape[1]
+    # independent form: a convex combination of the per-sample uniform and motion weights
+    want = np.full(full.shape, 1.0 / L) * (1 - strength) + strength * full.double().numpy()
+    np.testing.assert_allclose(mixed.double().numpy(), want, rtol=1e-6, atol=1e-9)
+    assert torch.allclose(mixed.sum(1), torch.ones(len(mixed)))
+    if strength == 0.0:
+        assert torch.allclose(mixed, torch.full_like(mixed, 1.0 / L))
+    # the motion weights are not uniform on these videos, so the mix changes them
+    assert not torch.allclose(mixed, full)

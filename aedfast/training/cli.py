@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .config import check_anomaly_size
 from .loop import train
 
 __all__ = ["add_train_arguments", "run_from_args"]
+
+
+def _size_range(text: str) -> tuple[float, float]:
+    """"LO,HI" -> (lo, hi), checked by `check_anomaly_size` (argparse reports its message)."""
+    try:
+        return check_anomaly_size(text.split(","))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +49,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="synthetic anomaly source: procedural (default), shapes, cutouts, none, "
                    "or a folder of object sequences (UBnormal or frames/+masks/ per object)")
     p.add_argument("--anomaly-prob", type=float, default=0.25)
+    p.add_argument("--anomaly-size", type=_size_range, default=(0.15, 0.5), metavar="LO,HI",
+                   help="pasted objects' height range as fractions of the frame height "
+                        "(default 0.15,0.5)")
+    p.add_argument("--motion-strength", type=float, default=1.0,
+                   help="motion weighting of the loss: token weights (1-s)/L + s * motion "
+                        "weights (1: the paper's, default; 0: uniform)")
     p.add_argument("--no-median", action="store_true",
                    help="motion gradients without the 3x3 median filter")
     p.add_argument("--streams", type=int, default=8, help="data streams per process")
@@ -69,7 +84,8 @@ def run_from_args(args: argparse.Namespace) -> Path:
         student_fraction=args.student_fraction, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
         lr_schedule=args.lr_schedule, clip_grad=args.clip_grad, cls_weight=args.cls_weight,
-        anomalies=args.anomalies, anomaly_prob=args.anomaly_prob, median=not args.no_median,
+        anomalies=args.anomalies, anomaly_prob=args.anomaly_prob, anomaly_size=args.anomaly_size,
+        motion_strength=args.motion_strength, median=not args.no_median,
         streams=args.streams, workers=args.workers, pool_memory=args.pool_memory,
         allow_mixed_sizes=args.allow_mixed_sizes, seed=args.seed, device=args.device,
         amp=False if args.no_amp else None, compile=args.compile, log_every=args.log_every,

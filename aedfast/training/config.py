@@ -44,6 +44,8 @@ class TrainConfig:
     cls_weight: float = 1.0
     anomalies: str = "procedural"  # see aedfast.anomalies.make_sources
     anomaly_prob: float = 0.25
+    anomaly_size: tuple[float, float] = (0.15, 0.5)  # pasted object height / frame height
+    motion_strength: float = 1.0  # token weights (1 - s) / L + s * motion weights; 1: paper
     median: bool = True  # 3x3 median before differencing (docs/design.md §3)
     streams: int = 8
     workers: int | None = None  # DataLoader workers per process; default from the CPU count
@@ -60,6 +62,7 @@ class TrainConfig:
         """The fields as plain JSON-able values (betas as a list)."""
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
+        d["anomaly_size"] = list(self.anomaly_size)
         return d
 
 
@@ -112,8 +115,25 @@ def resolve_config(config: TrainConfig | None = None, **overrides) -> TrainConfi
         v = getattr(cfg, k)
         if v is not None and v < 0:
             raise ValueError(f"{k} must be >= 0, got {v}")
+    if not 0.0 <= cfg.motion_strength <= 1.0:
+        raise ValueError(f"motion_strength must be in [0, 1], got {cfg.motion_strength}")
+    lo, hi = check_anomaly_size(cfg.anomaly_size)
     cfg.betas = tuple(float(b) for b in cfg.betas)
+    cfg.anomaly_size = (lo, hi)
     return cfg
+
+
+def check_anomaly_size(size) -> tuple[float, float]:
+    """(lo, hi), the pasted objects' height range as fractions of the frame height, checked:
+    0 < lo <= hi <= 1. Raises ValueError naming the range."""
+    try:
+        lo, hi = (float(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"anomaly_size must be two numbers (lo, hi), got {size!r}") from None
+    if not 0.0 < lo <= hi <= 1.0:
+        raise ValueError(f"anomaly_size {size!r}: need 0 < lo <= hi <= 1 (object height as a "
+                         "fraction of the frame height)")
+    return lo, hi
 
 
 def model_config(cfg: TrainConfig) -> AEDConfig:

@@ -55,12 +55,13 @@ class TrainingData:
 
 
 def make_paster(cfg: TrainConfig) -> tuple[AnomalyPaster | None, bool]:
-    """(the anomaly paster of `cfg.anomalies` / `cfg.anomaly_prob` or None, whether it takes
-    cut-outs from the training frames)."""
+    """(the anomaly paster of `cfg.anomalies` / `cfg.anomaly_prob` / `cfg.anomaly_size` or
+    None, whether it takes cut-outs from the training frames)."""
     sources, use_cutouts = make_sources(cfg.anomalies)
     paster = None
     if (sources or use_cutouts) and cfg.anomaly_prob > 0:
-        paster = AnomalyPaster(sources=sources, prob=cfg.anomaly_prob)
+        paster = AnomalyPaster(sources=sources, prob=cfg.anomaly_prob,
+                               size=tuple(cfg.anomaly_size))
     return paster, use_cutouts
 
 

@@ -180,7 +180,8 @@ def train_stage(ctx: RunContext, model: AEDMAE, stage: int, step: int,
     for batch in stage_batches(ctx.data, stage, step - first, length, d.rank, ctx.workers,
                                pin_memory=device.type == "cuda"):
         x, target, weights, label = prepare_batch(batch, ctx.model_cfg, device, cfg.median,
-                                                  targets=stage == 1)
+                                                  targets=stage == 1,
+                                                  motion_strength=cfg.motion_strength)
         seed = step_seed(cfg.seed, d.rank, step)
         torch.manual_seed(seed)
         noise = torch.rand(B, L, device=device)

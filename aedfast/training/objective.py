@@ -25,13 +25,16 @@ __all__ = ["Objective", "make_optimizer", "prepare_batch", "set_stage"]
 
 
 def prepare_batch(batch: dict[str, torch.Tensor], config: AEDConfig, device: torch.device,
-                  median: bool = True, targets: bool = True) -> tuple[torch.Tensor | None, ...]:
+                  median: bool = True, targets: bool = True, motion_strength: float = 1.0
+                  ) -> tuple[torch.Tensor | None, ...]:
     """A loader batch -> (x [B, 9, H, W], target [B, L, p*p*4], weights [B, L], label [B]).
 
     batch: frames uint8 [B, 5, H, W, 3] (offsets -3, -1, 0, 1, 3; BGR, anomalies pasted),
     clean uint8 [B, H, W, 3] (frame t without them), mask uint8 [B, H, W] (0/1 pasted
     pixels at t), label float [B], index int [B, 2] (video, frame). All float outputs are
     float32. targets=False (the student stage) skips target and weights (None).
+    motion_strength s mixes the motion op's token weights w (each sample's sum 1) with uniform
+    ones: (1 - s) / L + s * w (1: the paper's weighting; 0: a plain mean over tokens).
     """
     nb = device.type == "cuda"
     frames = batch["frames"].to(device, non_blocking=nb)
@@ -47,6 +50,8 @@ def prepare_batch(batch: dict[str, torch.Tensor], config: AEDConfig, device: tor
 
     weights = motion_token_weights(frames[:, 1], frames[:, 3], config.patch_size, median=median,
                                    anomaly_map=amap)
+    if motion_strength != 1.0:
+        weights = (1.0 - motion_strength) / weights.shape[1] + motion_strength * weights
     tgt = torch.cat([clean.permute(0, 3, 1, 2).float(), amap[:, None] * 255.0], dim=1)
     target = patchify((tgt - 127.5) / 127.5, config.patch_size)
     return x, target, weights, label
