@@ -55,6 +55,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--motion-strength", type=float, default=1.0,
                    help="motion weighting of the loss: token weights (1-s)/L + s * motion "
                         "weights (1: the paper's, default; 0: uniform)")
+    p.add_argument("--photometric", type=float, default=0.0, metavar="SIGMA",
+                   help="lighting jitter of training samples: each frame's gain x "
+                        "exp(N(0, SIGMA)), one shared gain exp(N(0, 2 SIGMA)) (default 0: off)")
     p.add_argument("--no-median", action="store_true",
                    help="motion gradients without the 3x3 median filter")
     p.add_argument("--streams", type=int, default=8, help="data streams per process")
@@ -85,7 +88,8 @@ def run_from_args(args: argparse.Namespace) -> Path:
         weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
         lr_schedule=args.lr_schedule, clip_grad=args.clip_grad, cls_weight=args.cls_weight,
         anomalies=args.anomalies, anomaly_prob=args.anomaly_prob, anomaly_size=args.anomaly_size,
-        motion_strength=args.motion_strength, median=not args.no_median,
+        motion_strength=args.motion_strength, photometric=args.photometric,
+        median=not args.no_median,
         streams=args.streams, workers=args.workers, pool_memory=args.pool_memory,
         allow_mixed_sizes=args.allow_mixed_sizes, seed=args.seed, device=args.device,
         amp=False if args.no_amp else None, compile=args.compile, log_every=args.log_every,

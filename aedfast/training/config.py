@@ -46,6 +46,7 @@ class TrainConfig:
     anomaly_prob: float = 0.25
     anomaly_size: tuple[float, float] = (0.15, 0.5)  # pasted object height / frame height
     motion_strength: float = 1.0  # token weights (1 - s) / L + s * motion weights; 1: paper
+    photometric: float = 0.0  # gain jitter sigma of training samples (data.jitter_gains); 0: off
     median: bool = True  # 3x3 median before differencing (docs/design.md §3)
     streams: int = 8
     workers: int | None = None  # DataLoader workers per process; default from the CPU count
@@ -117,6 +118,8 @@ def resolve_config(config: TrainConfig | None = None, **overrides) -> TrainConfi
             raise ValueError(f"{k} must be >= 0, got {v}")
     if not 0.0 <= cfg.motion_strength <= 1.0:
         raise ValueError(f"motion_strength must be in [0, 1], got {cfg.motion_strength}")
+    if not 0.0 <= cfg.photometric <= 0.5:
+        raise ValueError(f"photometric must be in [0, 0.5], got {cfg.photometric}")
     lo, hi = check_anomaly_size(cfg.anomaly_size)
     cfg.betas = tuple(float(b) for b in cfg.betas)
     cfg.anomaly_size = (lo, hi)

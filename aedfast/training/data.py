@@ -7,7 +7,8 @@
   stream, so a batch mixes S places of the data set.
 - A sample is frames t-3, t-1, t, t+1, t+3 (a missing neighbour is replaced by frame t), with
   synthetic anomalies pasted with probability `anomaly_prob` (aedfast.anomalies; cut-outs come
-  from the pool's own frames). DataLoader workers run the streams; the batch is put together in
+  from the pool's own frames), after the optional gain jitter of `jitter_gains` (`photometric`;
+  off by default, as in the paper). DataLoader workers run the streams; the batch is put together in
   the main process in stream order, so the data (and the result) do not depend on `workers`.
 """
 
@@ -30,7 +31,8 @@ from .config import TrainConfig
 from .errors import TrainingDataError
 from .plan import Plan, mix
 
-__all__ = ["StreamDataset", "TrainingData", "default_workers", "make_paster", "stage_batches"]
+__all__ = ["StreamDataset", "TrainingData", "default_workers", "jitter_gains", "make_paster",
+           "stage_batches"]
 
 # Fork starts workers at once and shares the videos without pickling. OpenCV's thread pool
 # does not survive a fork (a forked child that touches it deadlocks), so the parent's pool is
@@ -42,7 +44,8 @@ _FORK = sys.platform.startswith("linux")
 class TrainingData:
     """The training videos and what the streams need to read them: frame counts, each video's
     source (H, W), the plan, the model's input size (H, W), the seed and the anomaly paster
-    (None: no anomalies; `use_cutouts`: its cut-outs come from the pools' frames)."""
+    (None: no anomalies; `use_cutouts`: its cut-outs come from the pools' frames) and the gain
+    jitter sigma (`jitter_gains`; 0: off)."""
 
     videos: list
     lengths: list[int]
@@ -52,6 +55,22 @@ class TrainingData:
     seed: int
     paster: AnomalyPaster | None = None
     use_cutouts: bool = False
+    photometric: float = 0.0
+
+
+def jitter_gains(frames: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """A sample's frames under lighting changes: uint8 [T, H, W, 3] -> a new uint8 array of
+    the same shape, frame q multiplied by g0 * exp(N(0, sigma)) with one g0 = exp(N(0, 2 sigma))
+    per sample (the scene's brightness) and the per-frame factor a flicker, then rounded and
+    clipped to 0..255. The target is frame t as jittered, so the model learns to reconstruct
+    a frame at its own brightness from neighbours at others (docs/design.md §4)."""
+    if frames.ndim != 4 or frames.dtype != np.uint8:
+        raise ValueError(f"expected frames uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    if not 0.0 <= sigma <= 0.5:
+        raise ValueError(f"gain jitter sigma must be in [0, 0.5], got {sigma}")
+    gains = np.exp(rng.normal(0.0, 2.0 * sigma) + rng.normal(0.0, sigma, len(frames)))
+    out = frames.astype(np.float32) * gains.astype(np.float32)[:, None, None, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def make_paster(cfg: TrainConfig) -> tuple[AnomalyPaster | None, bool]:
@@ -221,6 +240,10 @@ class _Lane:
             for q, d in enumerate(SAMPLE_OFFSETS):
                 s = t + d
                 frames[k, q] = p.frame(v, s if 0 <= s < n else t)
+            if self.o.photometric:
+                frames[k] = jitter_gains(frames[k], np.random.default_rng(
+                    mix(self.o.seed, self.o.stage, epoch, self.glane, first + k, 3)),
+                    self.o.photometric)
             clean[k] = frames[k, SAMPLE_OFFSETS.index(0)]
             if self.o.paster is not None:
                 rng = np.random.default_rng(
@@ -253,6 +276,7 @@ class StreamDataset(torch.utils.data.IterableDataset):
         self.size = data.size
         self.seed = data.seed
         self.paster = data.paster
+        self.photometric = data.photometric
         self.use_cutouts = data.use_cutouts and data.paster is not None
 
     def __iter__(self) -> Iterator[tuple[int, int, dict]]:

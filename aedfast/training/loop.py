@@ -132,7 +132,7 @@ def _run(data, dataset: str, out: Path, cfg: TrainConfig, model_cfg: AEDConfig, 
     ctx = RunContext(
         cfg=cfg, model_cfg=model_cfg, device=device, amp=amp, use_compile=use_compile,
         data=TrainingData(videos, lengths, src_sizes, plan, tuple(model_cfg.img_size),
-                          cfg.seed, paster, use_cutouts),
+                          cfg.seed, paster, use_cutouts, cfg.photometric),
         workers=workers, dist=d, log=TrainLog(out / LOG_NAME, lead, step if ck is not None else 0),
         bar=Progress(show, total, step, log_every), out=out, stage_steps=(s1, s2),
         callback=callback)

@@ -26,8 +26,8 @@ CHECKPOINT_NAME = "checkpoint.pt"
 _FORMAT = "aedfast-train-1"
 # settings whose change makes a resumed run differ from an uninterrupted one
 _WATCHED = ("seed", "batch_size", "streams", "anomalies", "anomaly_prob", "anomaly_size",
-            "motion_strength", "lr", "cls_weight", "median", "clip_grad", "weight_decay",
-            "lr_schedule", "warmup_steps")
+            "motion_strength", "photometric", "lr", "cls_weight", "median", "clip_grad",
+            "weight_decay", "lr_schedule", "warmup_steps")
 
 
 def open_resume_state(out: Path, resume: bool, model_cfg: AEDConfig, cfg: TrainConfig,
