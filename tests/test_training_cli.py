@@ -34,8 +34,9 @@ def test_cli_arguments(videos, tmp_path, capsys):
     assert AEDMAE.load(path).config.name == "tiny"
     with pytest.raises(SystemExit):
         p.parse_args([str(root), "--epochs", "1", "--steps", "2"])
-    a = p.parse_args([str(root), "--anomaly-size", "0.05,0.4", "--motion-strength", "0.5"])
-    assert a.anomaly_size == (0.05, 0.4) and a.motion_strength == 0.5
+    a = p.parse_args([str(root), "--anomaly-size", "0.05,0.4", "--motion-strength", "0.5",
+                      "--photometric", "0.1"])
+    assert a.anomaly_size == (0.05, 0.4) and a.motion_strength == 0.5 and a.photometric == 0.1
     for bad in ("0.4,0.1", "0.1", "x,0.2"):
         with pytest.raises(SystemExit):
             p.parse_args([str(root), "--anomaly-size", bad])

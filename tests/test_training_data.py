@@ -100,3 +100,49 @@ def test_make_paster_takes_the_size_range():
 
     paster, _ = make_paster(resolve_config(anomaly_size=(0.05, 0.1), anomaly_prob=0.3))
     assert paster.size == (0.05, 0.1) and paster.prob == 0.3
+
+
+def test_jitter_gains():
+    from aedfast.training import data as tdata
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(20, 120, (5, 6, 7, 3), dtype=np.uint8)
+    assert np.array_equal(tdata.jitter_gains(frames, np.random.default_rng(1), 0.0), frames)
+    out = tdata.jitter_gains(frames, np.random.default_rng(1), 0.1)
+    assert out.dtype == np.uint8 and out.shape == frames.shape
+    # one gain per frame: out / in is constant within a frame up to rounding
+    ratio = out.astype(np.float64) / frames
+    spread = ratio.reshape(5, -1).max(1) - ratio.reshape(5, -1).min(1)
+    assert (spread < 2 * 0.5 / 20 + 1e-9).all()
+    per_frame = np.median(ratio.reshape(5, -1), 1)
+    assert len(np.unique(np.round(per_frame, 3))) == 5, "the frames flicker independently"
+    assert np.array_equal(out, tdata.jitter_gains(frames, np.random.default_rng(1), 0.1))
+    bright = np.full((5, 2, 2, 3), 250, np.uint8)
+    hi = tdata.jitter_gains(bright, np.random.default_rng(3), 0.5)
+    assert hi.max() <= 255 and (hi == 255).any()  # clipped, not wrapped
+    # the gains' spread follows sigma: log-gains of many samples, common + per-frame parts
+    logs = np.array([np.log(np.median(tdata.jitter_gains(np.full((5, 1, 1, 3), 100, np.uint8),
+                                                         np.random.default_rng(s), 0.05)
+                                      .reshape(5, -1), 1) / 100.0) for s in range(400)])
+    assert abs(logs.std() - np.hypot(0.1, 0.05)) < 0.015
+    with pytest.raises(ValueError, match="sigma"):
+        tdata.jitter_gains(frames, rng, 0.9)
+    with pytest.raises(ValueError, match="uint8"):
+        tdata.jitter_gains(frames.astype(np.float32), rng, 0.1)
+
+
+def test_photometric_samples(videos):
+    ds, _ = stream_dataset(videos, photometric=0.1, stop=4)
+    t0 = SAMPLE_OFFSETS.index(0)
+    changed = 0
+    for _, _, mb in ds:
+        # the target is frame t as the model sees it, jittered alike
+        assert np.array_equal(mb["frames"][:, t0], mb["clean"])
+        for k, (v, t) in enumerate(mb["index"]):
+            changed += not np.array_equal(mb["clean"][k], videos[v].data[t])
+    assert changed > 0
+    plain = [mb for _, _, mb in stream_dataset(videos, stop=4)[0]]
+    again = [mb for _, _, mb in stream_dataset(videos, photometric=0.1, stop=4)[0]]
+    jittered = [mb for _, _, mb in ds]
+    assert all(np.array_equal(x["index"], y["index"]) for x, y in zip(plain, jittered))
+    assert all(np.array_equal(x["frames"], y["frames"]) for x, y in zip(again, jittered))

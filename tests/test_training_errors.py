@@ -61,6 +61,8 @@ def test_too_few_frames_and_bad_config(videos, tmp_path):
         resolve_config(lr_schedule="linear")
     with pytest.raises(ValueError, match="motion_strength"):
         resolve_config(motion_strength=1.5)
+    with pytest.raises(ValueError, match="photometric"):
+        resolve_config(photometric=0.9)
     with pytest.raises(ValueError, match="anomaly_size"):
         resolve_config(anomaly_size=(0.5, 0.1))
     with pytest.raises(ValueError, match="two numbers"):

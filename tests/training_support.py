@@ -80,11 +80,12 @@ def write_folder(root: Path, name: str, frames: np.ndarray, ext: str = ".png") -
 
 
 def stream_dataset(videos, *, streams=2, batch=8, pool=1000, start=0, stop=20, prob=0.0, stage=1,
-                   seed=0) -> tuple[StreamDataset, Plan]:
-    """A one-rank stream dataset over `videos` (anomalies with probability `prob`) and its plan."""
+                   seed=0, photometric=0.0) -> tuple[StreamDataset, Plan]:
+    """A one-rank stream dataset over `videos` (anomalies with probability `prob`, gain jitter
+    sigma `photometric`) and its plan."""
     lengths = [len(v) for v in videos]
     sizes = [v[0].shape[:2] for v in videos]
     plan = Plan(lengths, streams, 1, batch, seed, pool)
     paster = AnomalyPaster(sources=[ShapeSource(size=16)], prob=prob) if prob else None
-    data = TrainingData(videos, lengths, sizes, plan, sizes[0], seed, paster, False)
+    data = TrainingData(videos, lengths, sizes, plan, sizes[0], seed, paster, False, photometric)
     return StreamDataset(data, stage, start, stop, 0), plan
