@@ -56,7 +56,8 @@ SAMPLE_OFFSETS: tuple[int, ...] = (-3, -1, 0, 1, 3)
 
 __all__ = [
     "SAMPLE_OFFSETS", "AnomalyPaster", "CutoutSource", "ObjectSource", "PasteResult",
-    "SequenceSource", "ShapeSource", "Sprite", "extract_cutouts", "make_sources", "paste_sprite",
+    "SequenceSource", "ShapeSource", "Sprite", "check_size_range", "extract_cutouts",
+    "make_sources", "paste_sprite",
     "random_shape",
 ]
 
@@ -478,6 +479,20 @@ class PasteResult(NamedTuple):
     label: bool  # whether any object is visible in the current frame (offset 0)
 
 
+def check_size_range(size) -> tuple[float, float]:
+    """(lo, hi) as floats: the pasted objects' height range as fractions of the frame height,
+    checked (0 < lo <= hi <= 1). Raises ValueError naming the range."""
+    try:
+        lo, hi = (float(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"anomaly size range must be two numbers (lo, hi), got {size!r}"
+                         ) from None
+    if not 0.0 < lo <= hi <= 1.0:
+        raise ValueError(f"anomaly size range {lo:g},{hi:g}: need 0 < lo <= hi <= 1 (object "
+                         "height as a fraction of the frame height)")
+    return lo, hi
+
+
 @dataclass
 class AnomalyPaster:
     """Pastes anomalous objects into the frames of a training sample (module docstring).
@@ -500,10 +515,7 @@ class AnomalyPaster:
             raise ValueError(f"anomaly probability must be in [0, 1], got {self.prob}")
         if self.max_objects < 1:
             raise ValueError("max_objects must be >= 1")
-        lo, hi = self.size
-        if not 0.0 < lo <= hi <= 1.0:
-            raise ValueError(f"object size range {self.size} must satisfy 0 < lo <= hi <= 1 "
-                             "(fractions of the frame height)")
+        self.size = check_size_range(self.size)
 
     def apply(self, frames: np.ndarray, rng: np.random.Generator,
               offsets: Sequence[int] = SAMPLE_OFFSETS, cutouts: ObjectSource | None = None,

@@ -63,7 +63,7 @@ def test_too_few_frames_and_bad_config(videos, tmp_path):
         resolve_config(motion_strength=1.5)
     with pytest.raises(ValueError, match="photometric"):
         resolve_config(photometric=0.9)
-    with pytest.raises(ValueError, match="anomaly_size"):
+    with pytest.raises(ValueError, match="size range 0.5,0.1: need"):
         resolve_config(anomaly_size=(0.5, 0.1))
     with pytest.raises(ValueError, match="two numbers"):
         resolve_config(anomaly_size=(0.1,))

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .config import check_anomaly_size
+from ..anomalies import check_size_range
 from .loop import train
 
 __all__ = ["add_train_arguments", "run_from_args"]
 
 
 def _size_range(text: str) -> tuple[float, float]:
-    """"LO,HI" -> (lo, hi), checked by `check_anomaly_size` (argparse reports its message)."""
+    """"LO,HI" -> (lo, hi), checked by `check_size_range` (argparse reports its message)."""
     try:
-        return check_anomaly_size(text.split(","))
+        return check_size_range(text.split(","))
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 

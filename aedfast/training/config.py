@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..anomalies import check_size_range
 from ..model import AEDConfig, get_preset
 
 __all__ = ["PRESET_DEFAULTS", "TrainConfig", "model_config", "resolve_config"]
@@ -120,23 +121,9 @@ def resolve_config(config: TrainConfig | None = None, **overrides) -> TrainConfi
         raise ValueError(f"motion_strength must be in [0, 1], got {cfg.motion_strength}")
     if not 0.0 <= cfg.photometric <= 0.5:
         raise ValueError(f"photometric must be in [0, 0.5], got {cfg.photometric}")
-    lo, hi = check_anomaly_size(cfg.anomaly_size)
     cfg.betas = tuple(float(b) for b in cfg.betas)
-    cfg.anomaly_size = (lo, hi)
+    cfg.anomaly_size = check_size_range(cfg.anomaly_size)
     return cfg
-
-
-def check_anomaly_size(size) -> tuple[float, float]:
-    """(lo, hi), the pasted objects' height range as fractions of the frame height, checked:
-    0 < lo <= hi <= 1. Raises ValueError naming the range."""
-    try:
-        lo, hi = (float(v) for v in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"anomaly_size must be two numbers (lo, hi), got {size!r}") from None
-    if not 0.0 < lo <= hi <= 1.0:
-        raise ValueError(f"anomaly_size {size!r}: need 0 < lo <= hi <= 1 (object height as a "
-                         "fraction of the frame height)")
-    return lo, hi
 
 
 def model_config(cfg: TrainConfig) -> AEDConfig:
