@@ -2,9 +2,9 @@
 
 Data flows one way: model outputs -> maps (`anomaly_maps`, or `official_frame_scores` for the
 official protocol) -> 3D filter + frame max (`ChunkFilter`, over a video fed in chunks) ->
-temporal smoothing (`finish_scores`) -> scores. The kernels behind the filter and the
-temporal Gaussian live in `aedfast.kernels.smoothing`; this module holds the options and the
-per-video bookkeeping around them (docs/design.md §1, §2, §5, §9).
+temporal smoothing and the score floor (`finish_scores`) -> scores. The kernels behind the
+filter and the temporal Gaussian live in `aedfast.kernels.smoothing`; this module holds the
+options and the per-video bookkeeping around them (docs/design.md §1, §2, §5, §6, §9).
 
 Protocols:
 - "paper" (default, docs/design.md §1): per-pixel map o = a|x - T|^2 + b|T - S|^2 + c*y
@@ -17,6 +17,7 @@ Protocols:
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -27,8 +28,8 @@ import torch
 from .kernels.smoothing import smooth_scores
 
 __all__ = [
-    "PROTOCOLS", "ChunkFilter", "Smoothing", "anomaly_maps", "finish_scores", "minmax_normalize",
-    "official_frame_scores", "resolve_smoothing",
+    "PROTOCOLS", "ChunkFilter", "Smoothing", "anomaly_maps", "check_floor", "finish_scores",
+    "minmax_normalize", "official_frame_scores", "resolve_smoothing", "subtract_floor",
 ]
 
 PROTOCOLS = ("paper", "official")
@@ -53,6 +54,10 @@ class Smoothing:
         formula has no such term, and official checkpoints have no trained head (their d is
         then 0 unless asked for, `resolve_smoothing`). Maps returned with d > 0 carry that
         per-frame offset.
+    floor: time constant (frames) of the score floor subtracted last, per video or stream
+        (`subtract_floor`, docs/design.md §6 "The score floor"): a causal lower envelope of the
+        scores so far, so a scene whose normal frames score high (crowds, noise, texture)
+        does not outrank another scene's anomalies. None: off. An aedfast addition.
 
     The defaults (weights, window, temporal Gaussian) were chosen on the benchmark family's
     development variants only, by `python -m bench.choose_defaults` (docs/design.md §6,
@@ -69,6 +74,7 @@ class Smoothing:
     b: float = 0.3
     c: float = 1.0
     d: float = 3.0
+    floor: float | None = None
 
     @classmethod
     def official(cls, dataset: str = "avenue") -> Smoothing:
@@ -104,7 +110,7 @@ def resolve_smoothing(smoothing: Smoothing | Mapping | str | None, protocol: str
             raise ValueError(f"smoothing must be a Smoothing, a dict or None, got {smoothing!r}")
         sm = base
     elif smoothing is None:
-        sm = replace(base, window=None, sigma=None, support=None)
+        sm = replace(base, window=None, sigma=None, support=None, floor=None)
     elif isinstance(smoothing, Smoothing):
         sm = smoothing
     elif isinstance(smoothing, Mapping):
@@ -114,6 +120,7 @@ def resolve_smoothing(smoothing: Smoothing | Mapping | str | None, protocol: str
                         f"{type(smoothing).__name__}")
     if sm.resolution not in ("pixel", "token"):
         raise ValueError(f"resolution must be 'pixel' or 'token', got {sm.resolution!r}")
+    check_floor(sm.floor)
     if sm.d and not cls_head_trained and protocol == "paper":
         explicit = isinstance(smoothing, Smoothing) or (isinstance(smoothing, Mapping)
                                                         and "d" in smoothing)
@@ -277,16 +284,80 @@ class ChunkFilter:
         return torch.cat(self.out)
 
 
+def check_floor(floor) -> float | None:
+    """A score floor time constant as `Smoothing.floor` takes it: None, or a number of frames
+    >= 1 (float); anything else is a ValueError naming it."""
+    if floor is None:
+        return None
+    if isinstance(floor, bool) or not isinstance(floor, (int, float)) \
+            or not math.isfinite(floor) or floor < 1:
+        raise ValueError(f"floor must be None or a time constant of at least 1 frame, got "
+                         f"{floor!r}")
+    return float(floor)
+
+
+def subtract_floor(scores: torch.Tensor | np.ndarray, tau: float,
+                   floor: float | np.ndarray | None = None
+                   ) -> tuple[torch.Tensor | np.ndarray, float | np.ndarray | None]:
+    """Scores above their causal floor (docs/design.md §6, "The score floor").
+
+    The floor b follows the scores' lower envelope: b_t = min(s_t, b_{t-1} + (s_t - b_{t-1}) /
+    tau), so it drops to a lower score at once and rises towards higher ones with time
+    constant tau frames; out_t = s_t - b_t >= 0. It starts at the first score (out_0 = 0)
+    unless `floor` carries it over from the stream's earlier frames. A NaN score stays NaN and
+    leaves the floor as it was. Only past frames count, so a stream fed in chunks gets the
+    whole video's result.
+
+    scores: float [T] (one video; torch or numpy) or numpy [S, T] (S streams side by side,
+        NaN where a stream has no frame). floor: None, or for [S, T] a float64 [S] array
+        (NaN: no floor yet).
+    Returns (float32 scores of the same type and shape, the floor after the last frame:
+    float or None for [T], float64 [S] for [S, T]).
+    """
+    tau = check_floor(tau)
+    if tau is None:
+        raise ValueError("subtract_floor needs a time constant")
+    rate = 1.0 / tau
+    is_torch = isinstance(scores, torch.Tensor)
+    v = (scores.detach().cpu().double().numpy() if is_torch
+         else np.asarray(scores, dtype=np.float64))
+    if v.ndim == 2:  # streams side by side: one vectorised update per frame
+        b = (np.full(v.shape[0], np.nan) if floor is None
+             else np.array(floor, dtype=np.float64).reshape(v.shape[0]))
+        out = np.empty_like(v)
+        for t in range(v.shape[1]):
+            x = v[:, t]
+            nb = np.where(np.isnan(b), x, np.minimum(x, b + (x - b) * rate))
+            b = np.where(np.isnan(x), b, nb)
+            out[:, t] = x - b
+        return out.astype(np.float32), b
+    if v.ndim != 1:
+        raise ValueError(f"scores must be [T] or [S, T], got shape {tuple(v.shape)}")
+    res = []
+    bf = floor
+    for x in v.tolist():  # the same rule on Python floats (a video: no numpy per frame)
+        if x != x:
+            res.append(x)
+            continue
+        bf = x if bf is None else min(x, bf + (x - bf) * rate)
+        res.append(x - bf)
+    arr = np.asarray(res, dtype=np.float32)
+    return (torch.from_numpy(arr).to(scores.device) if is_torch else arr), bf
+
+
 def finish_scores(filtered: torch.Tensor, smoothing: Smoothing, protocol: str,
                   official_dataset: str) -> torch.Tensor:
     """Frame scores of a whole video from its (3D-filtered) frame maxima: float [T] ->
     float32 [T]: the temporal Gaussian of `smoothing` (none when its sigma or support is
-    None); the shanghaitech official rule then min-max normalises the filtered scores, as the
-    official evaluation does (filter first, then min-max; docs/design.md §5)."""
+    None), then its score floor (`subtract_floor`, when `smoothing.floor` is set); the
+    shanghaitech official rule then min-max normalises the filtered scores, as the official
+    evaluation does (filter first, then min-max; docs/design.md §5)."""
     s = filtered.float()
     if smoothing.sigma is not None and smoothing.support is not None:
         s = smooth_scores(s.reshape(-1, 1, 1), window=None, sigma=smoothing.sigma,
                           support=smoothing.support, protocol=smoothing.temporal, check=False)
+    if smoothing.floor is not None:
+        s = subtract_floor(s, smoothing.floor)[0]
     if protocol == "official" and official_dataset == "shanghaitech":
         s = minmax_normalize(s)
     return s

@@ -29,6 +29,7 @@ from .alarms import Event, StreamAlarms
 from .frames import check_frames_array
 from .kernels.smoothing import parse_window, window_weights
 from .kernels.temporal import parse_temporal, temporal_weights
+from .scoring import check_floor, subtract_floor
 from .step import OFFSET, stack_indices
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class _Stream:
         self.n_in = 0      # frames received
         self.n_max = 0     # frames whose filtered max is known
         self.n_out = 0     # frames whose score was emitted
+        self.floor: float | None = None  # the score floor after frame n_out - 1
 
 
 class StreamingSmoother:
@@ -120,15 +122,18 @@ class StreamingSmoother:
     of window[0] index_selects (temporaries: one [h, w] map per stream), the spatial part and
     the frame max run as one `aedfast::filter_frame_max` call (Triton on CUDA), and the
     temporal Gaussian of every stream's ready frame is one float64 matrix-vector product on
-    the host.
+    the host. With `floor` (frames), each stream's scores then go above its own causal score
+    floor (`aedfast.scoring.subtract_floor`, state carried from step to step).
     """
 
     def __init__(self, h: int, w: int, *, window: tuple[int, int, int] | int | None = (9, 9, 9),
                  window_kind: str = "box", sigma: float | None = 11.0,
                  support: int | None = 37, protocol: str = "centered",
+                 floor: float | None = None,
                  device: torch.device | str | None = None) -> None:
         if h < 1 or w < 1:
             raise ValueError(f"h and w must be positive, got {h}, {w}")
+        self.floor = check_floor(floor)
         self.h, self.w = int(h), int(w)
         self.window = parse_window(window, window_kind)
         self.window_kind = window_kind
@@ -311,10 +316,30 @@ class StreamingSmoother:
         vals = self._mx[np.asarray(slot)[:, None], np.clip(j, 0, last_a) % self._R]
         if self.protocol != "centered" and self.temporal:
             vals = np.where((j >= 0) & (j <= last_a), vals, 0.0)  # zero padding
-        scores = (vals @ self._w).astype(np.float32).tolist()
-        for i, g, sc in zip(owner, frame, scores):
+        scores = (vals @ self._w).astype(np.float32)
+        if self.floor is not None:
+            scores = self._above_floor(streams, np.asarray(owner), scores)
+        for i, g, sc in zip(owner, frame, scores.tolist()):
             out[i].append(FrameScore(int(g), sc))
         return out
+
+    def _above_floor(self, streams: Sequence[_Stream], owner: np.ndarray, scores: np.ndarray
+                     ) -> np.ndarray:
+        """`subtract_floor` of each stream's new scores, all streams in one call: a [S, k]
+        matrix (row = stream, NaN where a stream has fewer than k new frames; each stream's
+        frames are consecutive in `scores`)."""
+        rows, inv = np.unique(owner, return_inverse=True)
+        starts = np.searchsorted(inv, np.arange(len(rows)))
+        rank = np.arange(len(inv)) - starts[inv]
+        mat = np.full((len(rows), int(rank.max()) + 1), np.nan)
+        mat[inv, rank] = scores
+        prev = np.array([np.nan if streams[i].floor is None else streams[i].floor
+                         for i in rows])
+        out, last = subtract_floor(mat, self.floor, prev)
+        for i, b in zip(rows, last.tolist()):
+            streams[i].floor = None if b != b else b
+        return out[inv, rank]
+
 
 # ----------------------------------------------------------------------------- streams
 
@@ -373,7 +398,8 @@ class DetectorStream:
         window = None if detector.protocol == "official" else sm.window
         self.smoother = StreamingSmoother(h, w, window=window, window_kind=sm.window_kind,
                                           sigma=sm.sigma, support=sm.support,
-                                          protocol=sm.temporal, device=detector.device)
+                                          protocol=sm.temporal, floor=sm.floor,
+                                          device=detector.device)
         self.delay = OFFSET + self.smoother.delay
         self.alarms = None if detector.calibration is None else StreamAlarms(
             detector.alarm_threshold, detector.calibration.rule,

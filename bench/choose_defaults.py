@@ -15,6 +15,7 @@ and micro/macro AUC follow. Searched, all together:
 
 - weights a, b, c, d (`GRID`, one setting per class of proportional ones),
 - the 3D box window (`WINDOWS`), the temporal Gaussian (`TEMPORAL`),
+- the score floor's time constant (`FLOORS`, None = off; `aedfast.scoring.subtract_floor`),
 - per-video min-max normalisation (`NORMALISATIONS`; shown, never chosen: see there).
 
 Selection, among settings without per-video min-max: the best mean micro AUC over the
@@ -42,7 +43,7 @@ from aedfast import Detector
 from aedfast.data.synthetic import open_validation
 from aedfast.kernels.smoothing import smooth_scores
 from aedfast.metrics import micro_macro_auc
-from aedfast.scoring import Smoothing, minmax_normalize
+from aedfast.scoring import Smoothing, minmax_normalize, subtract_floor
 
 TERMS = ("a", "b", "c", "d")
 GRID = {"a": (0.0, 0.1, 0.3, 1.0), "b": (0.0, 0.1, 0.3, 1.0, 3.0), "c": (0.0, 1.0),
@@ -52,7 +53,9 @@ WINDOWS: tuple[tuple[int, int, int] | None, ...] = ((9, 9, 9), (5, 9, 9), (5, 5,
 TEMPORAL = ((11.0, 37), (5.0, 21), (21.0, 65))  # sigma, support (frames)
 # the library's scoring defaults before this search (aedfast <= 2026-11-30), marked in the tables
 BEFORE = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0, "window": (9, 9, 9), "sigma": 11.0,
-          "support": 37}
+          "support": 37, "floor": None}
+# the score floor's time constant in frames (None: off); causal, so streams and alarms keep it
+FLOORS: tuple[float | None, ...] = (None, 250.0, 500.0, 1000.0, 2000.0, 4000.0)
 # per-video min-max after the temporal Gaussian: shown for what it would add, never chosen (it
 # needs the whole video, so live streams and calibrated alarm thresholds cannot use it)
 NORMALISATIONS = ("none", "minmax")
@@ -76,7 +79,7 @@ def default_setting() -> dict:
     sm = Smoothing()
     return {**{k: float(getattr(sm, k)) for k in TERMS},
             "window": None if sm.window is None else tuple(sm.window),
-            "sigma": sm.sigma, "support": sm.support}
+            "sigma": sm.sigma, "support": sm.support, "floor": sm.floor}
 
 
 def term_maps(ckpt, videos: list) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
@@ -135,18 +138,25 @@ class Variant:
         s = torch.zeros_like(f["d"]) if o is None else o.amax(dim=(1, 2))
         return s + w["d"] * f["d"] if w["d"] else s
 
-    def scores(self, s: torch.Tensor, sigma: float, support: int, norm: str = "none"
-               ) -> list[np.ndarray]:
-        """Frame maxima [N] -> each video's frame scores (float64 [T]): the temporal Gaussian,
-        then per-video min-max when norm is "minmax" (what a Detector returns for "none")."""
+    def scores(self, s: torch.Tensor, sigma: float, support: int) -> list[np.ndarray]:
+        """Frame maxima [N] -> each video's temporally smoothed scores (float32 [T])."""
         t = smooth_scores(s.reshape(-1, 1, 1), self.lengths, window=None, sigma=sigma,
                           support=support, protocol="centered")
-        parts = np.split(t.numpy().astype(np.float64), np.cumsum(self.lengths)[:-1])
+        return np.split(t.numpy(), np.cumsum(self.lengths)[:-1])
+
+    @staticmethod
+    def post(parts: list[np.ndarray], norm: str = "none", floor: float | None = None
+             ) -> list[np.ndarray]:
+        """`scores`' output after the score floor (when given, as a Detector does), then
+        per-video min-max when norm is "minmax": float64 [T] per video."""
+        if floor is not None:
+            parts = [subtract_floor(x, floor)[0] for x in parts]
+        parts = [x.astype(np.float64) for x in parts]
         return [minmax_normalize(x) for x in parts] if norm == "minmax" else parts
 
-    def auc(self, s: torch.Tensor, sigma: float, support: int, norm: str = "none"
+    def auc(self, parts: list[np.ndarray], norm: str = "none", floor: float | None = None
             ) -> tuple[float, float]:
-        micro, macro = micro_macro_auc(self.scores(s, sigma, support, norm), self.labels)
+        micro, macro = micro_macro_auc(self.post(parts, norm, floor), self.labels)
         return float(micro), float(macro)
 
 
@@ -156,17 +166,21 @@ def search(variants: list[Variant]) -> list[dict]:
     for win in WINDOWS:
         for w in weight_grid():
             maxes = [v.frame_max(w, win) for v in variants]
-            for (sigma, support), norm in itertools.product(TEMPORAL, NORMALISATIONS):
-                per = {v.name: v.auc(m, sigma, support, norm) for v, m in zip(variants, maxes)}
-                micro = [p[0] for p in per.values()]
-                macro = [p[1] for p in per.values()]
-                rows.append({**w, "window": win, "sigma": sigma, "support": support,
-                             "normalisation": norm,
-                             "per_variant": {n: {"micro_auc": p[0], "macro_auc": p[1]}
-                                             for n, p in per.items()},
-                             "mean_micro": float(np.mean(micro)),
-                             "worst_micro": float(np.min(micro)),
-                             "mean_macro": float(np.mean(macro))})
+            for sigma, support in TEMPORAL:
+                smoothed = [v.scores(m, sigma, support) for v, m in zip(variants, maxes)]
+                post = [("none", f) for f in FLOORS] + [(n, None) for n in NORMALISATIONS
+                                                         if n != "none"]
+                for norm, floor in post:
+                    per = {v.name: v.auc(p, norm, floor) for v, p in zip(variants, smoothed)}
+                    micro = [p[0] for p in per.values()]
+                    macro = [p[1] for p in per.values()]
+                    rows.append({**w, "window": win, "sigma": sigma, "support": support,
+                                 "floor": floor, "normalisation": norm,
+                                 "per_variant": {n: {"micro_auc": p[0], "macro_auc": p[1]}
+                                                 for n, p in per.items()},
+                                 "mean_micro": float(np.mean(micro)),
+                                 "worst_micro": float(np.min(micro)),
+                                 "mean_macro": float(np.mean(macro))})
     return rows
 
 
@@ -176,8 +190,9 @@ def rank_key(r: dict) -> tuple:
 
 
 def same(r: dict, s: dict) -> bool:
-    return all(r[k] == s.get(k, "none") for k in (*TERMS, "window", "sigma", "support",
-                                                     "normalisation"))
+    return (all(r[k] == s[k] for k in (*TERMS, "window", "sigma", "support"))
+            and r["floor"] == s.get("floor") and r["normalisation"] == s.get("normalisation",
+                                                                             "none"))
 
 
 def detector_check(ckpt: Path, root: Path, s: dict) -> dict:
@@ -186,7 +201,7 @@ def detector_check(ckpt: Path, root: Path, s: dict) -> dict:
     from aedfast import evaluate
 
     sm = {**{k: s[k] for k in TERMS}, "window": s["window"], "sigma": s["sigma"],
-          "support": s["support"]}
+          "support": s["support"], "floor": s["floor"]}
     det = Detector(ckpt, device="cpu", seed=0, compile=False, smoothing=sm)
     res = evaluate(det, open_validation(root), progress=False, localization=False)
     return {"micro_auc": float(res["micro_auc"]), "macro_auc": float(res["macro_auc"])}
@@ -194,21 +209,25 @@ def detector_check(ckpt: Path, root: Path, s: dict) -> dict:
 
 def describe(s: dict) -> str:
     win = "none" if s["window"] is None else "x".join(map(str, s["window"]))
+    floor = "off" if s["floor"] is None else f"{s['floor']:g} frames"
     return (", ".join(f"{k} = {s[k]:g}" for k in TERMS)
-            + f"; box {win}; temporal sigma {s['sigma']:g} (support {s['support']})")
+            + f"; box {win}; temporal sigma {s['sigma']:g} (support {s['support']})"
+            + f"; score floor {floor}")
 
 
 def table(rows: list[dict], names: list[str], marks: dict[str, dict], top: int) -> list[str]:
-    head = ("| rank | a | b | c | d | box | sigma | per-video min-max | mean micro | "
+    head = ("| rank | a | b | c | d | box | sigma | floor | per-video min-max | mean micro | "
             "worst micro | mean macro | " + " | ".join(f"{n} micro" for n in names) + " | note |")
-    lines = [head, "|" + "---|" * (13 + len(names))]
+    lines = [head, "|" + "---|" * (14 + len(names))]
     for i, r in enumerate(rows, 1):
         note = "; ".join(m for m, s in marks.items() if same(r, s))
         if i > top and not note:
             continue
         win = "none" if r["window"] is None else "x".join(map(str, r["window"]))
+        floor = "off" if r["floor"] is None else f"{r['floor']:g}"
         lines.append(f"| {i} | {r['a']:g} | {r['b']:g} | {r['c']:g} | {r['d']:g} | {win} | "
-                     f"{r['sigma']:g} | {'yes' if r['normalisation'] == 'minmax' else 'no'} | "
+                     f"{r['sigma']:g} | {floor} | "
+                     f"{'yes' if r['normalisation'] == 'minmax' else 'no'} | "
                      f"{r['mean_micro']:.4f} | {r['worst_micro']:.4f} | "
                      f"{r['mean_macro']:.4f} | "
                      + " | ".join(f"{r['per_variant'][n]['micro_auc']:.4f}" for n in names)
@@ -263,14 +282,16 @@ def main() -> None:
 
     def plain(s: dict) -> dict:
         return {**{k: s[k] for k in TERMS}, "window": None if s["window"] is None
-                else list(s["window"]), "sigma": s["sigma"], "support": s["support"]}
+                else list(s["window"]), "sigma": s["sigma"], "support": s["support"],
+                "floor": s["floor"]}
 
     meta = {"command": "python -m bench.choose_defaults " + " ".join(sys.argv[1:]),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__, "dev_variants": names, "seed": args.seed,
             "grid": {k: list(v) for k, v in GRID.items()},
             "windows": [None if w is None else list(w) for w in WINDOWS],
-            "temporal": [list(t) for t in TEMPORAL], "settings": len(rows),
+            "temporal": [list(t) for t in TEMPORAL], "floors": list(FLOORS),
+            "settings": len(rows),
             "normalisations": list(NORMALISATIONS),
             "selection": "among settings without per-video min-max: max mean dev micro AUC; "
                          "ties: worst dev micro, mean dev macro",
@@ -290,6 +311,7 @@ def main() -> None:
           + "; box windows " + ", ".join("none" if w is None else "x".join(map(str, w))
                                          for w in WINDOWS)
           + "; temporal sigma " + ", ".join(f"{s:g}" for s, _ in TEMPORAL)
+          + "; score floor " + ", ".join("off" if f is None else f"{f:g}" for f in FLOORS)
           + "; per-video min-max no / yes (shown, never chosen: streams and alarms cannot use it)"
           + f". Selection: {meta['selection']}.", "",
           f"Chosen: {describe(chosen)}.", f"Current default: {describe(default)}.",

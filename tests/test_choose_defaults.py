@@ -59,19 +59,23 @@ def test_search_sums_equal_detector_scores(model, video):
     v = cd.Variant("toy", maps, labels)
     settings = [cd.default_setting(),
                 {"a": 1.0, "b": 0.3, "c": 0.0, "d": 3.0, "window": (5, 9, 9), "sigma": 5.0,
-                 "support": 21},
+                 "support": 21, "floor": None},
                 {"a": 0.0, "b": 0.0, "c": 1.0, "d": 1.0, "window": None, "sigma": 21.0,
-                 "support": 65}]
-    assert settings[0]["window"] == Smoothing().window and settings[0]["sigma"] == Smoothing().sigma
+                 "support": 65, "floor": 4.0}]
+    sm = Smoothing()
+    assert (settings[0]["window"], settings[0]["sigma"], settings[0]["floor"]) \
+        == (sm.window, sm.sigma, sm.floor)
     for s in settings:
         got = v.scores(v.frame_max(s, s["window"]), s["sigma"], s["support"])
+        if s["floor"] is not None:
+            got = v.post(got, "none", s["floor"])
         det = Detector(model, device="cpu", seed=0, compile=False, smoothing={
             **{k: s[k] for k in cd.TERMS}, "window": s["window"], "sigma": s["sigma"],
-            "support": s["support"]})
+            "support": s["support"], "floor": s["floor"]})
         for g, vid in zip(got, videos):
             want = det.score_video(vid.frames()).scores.astype(np.float64)
             assert g.shape == want.shape and rel(g, want) < 1e-5, s
-    mm = v.scores(v.frame_max(settings[1], (5, 9, 9)), 5.0, 21, "minmax")
+    mm = v.post(v.scores(v.frame_max(settings[1], (5, 9, 9)), 5.0, 21), "minmax")
     assert all(abs(x.min()) < 1e-12 and abs(x.max() - 1) < 1e-12 for x in mm)
 
 

@@ -15,6 +15,7 @@ import torch
 from aedfast.detector import Detector
 from aedfast.kernels import smooth_scores
 from aedfast.model import AEDMAE, AEDConfig
+from aedfast.scoring import subtract_floor
 from aedfast.stream import DetectorStream, StreamingSmoother
 from tests.detector_fixtures import collect
 from tests.test_smoothing import random_maps
@@ -161,16 +162,17 @@ def test_stream_memory_flat():
 # ----------------------------------------------------------------------------- the smoother
 
 
-@pytest.mark.parametrize("protocol", ["centered", "official"])
+@pytest.mark.parametrize("protocol,floor", [("centered", None), ("official", None),
+                                            ("centered", 6.0)])
 @pytest.mark.parametrize("kind", ["box", "gaussian"])
-def test_streaming_equals_offline_any_chunking(device, protocol, kind):
+def test_streaming_equals_offline_any_chunking(device, protocol, kind, floor):
     rng = random.Random(11)
     h, w = 5, 6
     kw = {"window": (5, 3, 3), "window_kind": kind, "sigma": 2.5, "support": 7,
           "protocol": protocol}
     lengths = {"a": 17, "b": 1, "c": 4, "d": 11}
     videos = {sid: random_maps(n, h, w, seed=20 + i) for i, (sid, n) in enumerate(lengths.items())}
-    sm = StreamingSmoother(h, w, device=device, **kw)
+    sm = StreamingSmoother(h, w, device=device, floor=floor, **kw)
     assert sm.delay == 5 // 2 + 7 // 2
     got: dict[str, list] = {sid: [] for sid in videos}
     pos = dict.fromkeys(videos, 0)
@@ -200,6 +202,8 @@ def test_streaming_equals_offline_any_chunking(device, protocol, kind):
         idx = [f for f, _ in got[sid]]
         assert idx == list(range(lengths[sid]))
         want = smooth_scores(v, **kw).numpy()
+        if floor is not None:  # the offline floor over the whole video (one [T] loop)
+            want = subtract_floor(want, floor)[0]
         np.testing.assert_allclose([s for _, s in got[sid]], want, rtol=1e-5, atol=1e-6)
 
 
