@@ -21,7 +21,7 @@ import numpy as np
 # The demo scores with the library's defaults (`aedfast.scoring.Smoothing()`), the settings
 # chosen on the benchmark family's development variants by `python -m bench.choose_defaults`
 # (docs/design.md §6, "Choosing the defaults"): nothing in it is tuned on the demo's test split.
-DEFAULTS_RECORD = "bench/results/2026-12-01-cpu-defaults/results.md"
+DEFAULTS_RECORD = "bench/results/2026-12-01-cpu-defaults-floor/results.md"
 
 
 def scoring_settings() -> dict:

@@ -59,9 +59,9 @@ class Smoothing:
         scores so far, so a scene whose normal frames score high (crowds, noise, texture)
         does not outrank another scene's anomalies. None: off. An aedfast addition.
 
-    The defaults (weights, window, temporal Gaussian) were chosen on the benchmark family's
-    development variants only, by `python -m bench.choose_defaults` (docs/design.md §6,
-    "Choosing the defaults"; the search: bench/results/2026-12-01-cpu-defaults/results.md).
+    The defaults (weights, window, temporal Gaussian, floor) were chosen on the benchmark
+    family's development variants only, by `python -m bench.choose_defaults` (docs/design.md
+    §6, "Choosing the defaults"; the search: bench/results/2026-12-01-cpu-defaults-floor/).
     """
 
     window: tuple[int, int, int] | None = (5, 5, 5)
@@ -71,17 +71,17 @@ class Smoothing:
     temporal: str = "centered"
     resolution: str = "pixel"
     a: float = 1.0
-    b: float = 0.3
+    b: float = 0.0
     c: float = 1.0
-    d: float = 3.0
-    floor: float | None = None
+    d: float = 1.0
+    floor: float | None = 1000.0
 
     @classmethod
     def official(cls, dataset: str = "avenue") -> Smoothing:
         """docs/design.md §5: the official filter, R = 38, S = 11 (avenue) or R = 900, S = 282."""
         if dataset == "shanghaitech":
-            return cls(window=None, sigma=282.0, support=899, temporal="official")
-        return cls(window=None, sigma=11.0, support=37, temporal="official")
+            return cls(window=None, sigma=282.0, support=899, temporal="official", floor=None)
+        return cls(window=None, sigma=11.0, support=37, temporal="official", floor=None)
 
     @property
     def rt(self) -> int:

@@ -55,7 +55,7 @@ TEMPORAL = ((11.0, 37), (5.0, 21), (21.0, 65))  # sigma, support (frames)
 BEFORE = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0, "window": (9, 9, 9), "sigma": 11.0,
           "support": 37, "floor": None}
 # the score floor's time constant in frames (None: off); causal, so streams and alarms keep it
-FLOORS: tuple[float | None, ...] = (None, 250.0, 500.0, 1000.0, 2000.0, 4000.0)
+FLOORS: tuple[float | None, ...] = (None, 500.0, 1000.0, 2000.0, 4000.0)
 # per-video min-max after the temporal Gaussian: shown for what it would add, never chosen (it
 # needs the whole video, so live streams and calibrated alarm thresholds cannot use it)
 NORMALISATIONS = ("none", "minmax")
@@ -218,7 +218,7 @@ def describe(s: dict) -> str:
 def table(rows: list[dict], names: list[str], marks: dict[str, dict], top: int) -> list[str]:
     head = ("| rank | a | b | c | d | box | sigma | floor | per-video min-max | mean micro | "
             "worst micro | mean macro | " + " | ".join(f"{n} micro" for n in names) + " | note |")
-    lines = [head, "|" + "---|" * (14 + len(names))]
+    lines = [head, "|" + "---|" * (13 + len(names))]
     for i, r in enumerate(rows, 1):
         note = "; ".join(m for m, s in marks.items() if same(r, s))
         if i > top and not note:
