@@ -34,8 +34,8 @@ Limits:
 - anomalib's image AUROC is computed on the raw per-frame scores, without aedfast's temporal
   smoothing or the 3D filter over the maps; it is not the number aedfast reports. The
   `FrameAUC` metrics (in the default evaluator) and `aedfast_protocol_scores` apply aedfast's
-  temporal smoothing per video (the protocol's Gaussian; for the official ShanghaiTech rule
-  then the per-video min-max) and compute the micro / macro AUC of docs/design.md §5. The 3D
+  temporal smoothing per video (the protocol's Gaussian, then the paper protocol's score
+  floor; for the official ShanghaiTech rule the per-video min-max) and compute the micro / macro AUC of docs/design.md §5. The 3D
   filter of the paper protocol needs each video's whole volume of maps at the model's size,
   which per-clip steps do not have: it is left out, so these numbers equal `Detector` scores
   with ``smoothing={"window": None}`` (away from the 6 missing frames, which also move the

@@ -53,8 +53,9 @@ def protocol_scores(videos: Sequence, frames: Sequence[int] | np.ndarray,
     videos: [N] a video name (or key) per clip; frames: [N] int target frame indices;
     raw_scores: [N] float the model's scores; labels: [N] 0/1 or None. Clips may come in any
     order; within a video the frames must be consecutive (frames_between_clips=1), each once.
-    smoothing: the temporal fields (sigma, support, temporal) used; default the protocol's
-    own (paper: the centred Gaussian, sigma 11, support 37; official: docs/design.md §5).
+    smoothing: the temporal fields (sigma, support, temporal) and the score floor used;
+    default the protocol's own (paper: `Smoothing()`'s centred Gaussian and floor; official:
+    docs/design.md §5, no floor).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
