@@ -32,14 +32,15 @@ Limits:
   does not exist (aedfast's own `Detector` scores them with frame t standing in for the
   missing neighbour). anomalib's metrics therefore run on every frame but those 6 per video.
 - anomalib's image AUROC is computed on the raw per-frame scores, without aedfast's temporal
-  smoothing or the 3D filter over the maps; it is not the number aedfast reports. The
-  `FrameAUC` metrics (in the default evaluator) and `aedfast_protocol_scores` apply aedfast's
-  temporal smoothing per video (the protocol's Gaussian, then the paper protocol's score
-  floor; for the official ShanghaiTech rule the per-video min-max) and compute the micro / macro AUC of docs/design.md §5. The 3D
-  filter of the paper protocol needs each video's whole volume of maps at the model's size,
-  which per-clip steps do not have: it is left out, so these numbers equal `Detector` scores
-  with ``smoothing={"window": None}`` (away from the 6 missing frames, which also move the
-  smoothing's border by 3 frames). For the exact paper protocol use ``aedfast eval``.
+  smoothing or the 3D filter over the maps; it is not the number aedfast reports. The `FrameAUC`
+  metrics (in the default evaluator) and `aedfast_protocol_scores` apply aedfast's temporal
+  smoothing per video (the protocol's Gaussian, then the paper protocol's score floor; for the
+  official ShanghaiTech rule the per-video min-max) and compute the micro / macro AUC of
+  docs/design.md §5. The 3D filter of the paper protocol needs each video's whole volume of maps
+  at the model's size, which per-clip steps do not have: it is left out, so these numbers equal
+  `Detector` scores with ``smoothing={"window": None}`` (away from the 6 missing frames, which
+  also move the smoothing's border by 3 frames). For the exact paper protocol use ``aedfast
+  eval``.
 - Clips must be 7 frames long with the target in the middle (``clip_length_in_frames=7,
   target_frame="mid"``); the protocol metrics also need every frame
   (``frames_between_clips=1``). These are checked against the datamodule when a run starts.
