@@ -319,7 +319,8 @@ def subtract_floor(scores: torch.Tensor | np.ndarray, tau: float,
         raise ValueError("subtract_floor needs a time constant")
     rate = 1.0 / tau
     is_torch = isinstance(scores, torch.Tensor)
-    v = (scores.detach().cpu().double().numpy() if is_torch
+    # a tensor is read once (one host sync per video; docs/design.md §7)
+    v = (np.asarray(scores.detach().double().tolist(), dtype=np.float64) if is_torch
          else np.asarray(scores, dtype=np.float64))
     if v.ndim == 2:  # streams side by side: one vectorised update per frame
         b = (np.full(v.shape[0], np.nan) if floor is None
@@ -342,7 +343,11 @@ def subtract_floor(scores: torch.Tensor | np.ndarray, tau: float,
         bf = x if bf is None else min(x, bf + (x - bf) * rate)
         res.append(x - bf)
     arr = np.asarray(res, dtype=np.float32)
-    return (torch.from_numpy(arr).to(scores.device) if is_torch else arr), bf
+    if not is_torch:
+        return arr, bf
+    out = torch.from_numpy(arr)
+    return (out if scores.device.type == "cpu"
+            else out.to(scores.device, non_blocking=True)), bf
 
 
 def finish_scores(filtered: torch.Tensor, smoothing: Smoothing, protocol: str,

@@ -58,10 +58,11 @@ def test_evaluate_peak_memory_flat_and_streamed_metrics_exact(four_videos):
     assert long["frames"] == 4 * short["frames"] == 4 * FRAMES
     # what holding the long set's maps and masks would add over the short set's (float32 maps
     # and bool masks of 3 more videos); the streamed evaluation grows only by histogram
-    # blocks of PixelAUC for newly met exponents (64 KiB each, 32 MiB at most)
+    # blocks of PixelAUC for newly met exponents (64 KiB each, 32 MiB at most; how many the
+    # later videos meet depends on the scoring weights: ~29 with the 2026-12-01 defaults)
     held = 3 * FRAMES * SIZE[0] * SIZE[1] * (4 + 1)
-    margin = 1.5 * 2**20
-    assert held > 4 * margin
+    margin = 2.5 * 2**20
+    assert held > 2.5 * margin
     assert peak_long <= peak_short + margin, (peak_short, peak_long)
     for res in (short, long):
         assert 0 <= res["pixel_auc"] <= 1 and 0 <= res["mask_rbdc"] <= 1
